@@ -1,0 +1,36 @@
+"""decompose: Composer's eight image representations, batched on the device (Huang et al. 2023).
+
+Every extractor takes `images`, a float tensor `[B, 3, H, W]` in [0, 1] on any device, and runs
+batched under `torch.inference_mode()`. This package stands alone: it never imports `composer`
+or `conditions`.
+"""
+
+from .caption import BlipCaptioner, DatasetCaptions
+from .color import ColorHistogram
+from .decomposer import Decomposer
+from .depth import AnnotatedDepth, TransformersDepth
+from .extractor import Extractor
+from .hed import HED, load_hed
+from .image_embedding import ClipImageEncoder
+from .images import check_images, load_image
+from .instances import AnnotatedInstances, YoloInstances, load_yolo, results_to_instances, save_yolo
+from .intensity import INTENSITY_WEIGHTS, Intensity
+from .masked_image import MaskedImage, RandomMasks
+from .sketch import ClassicalSketch, LearnedSketch
+from .text_embedding import TextEncoder
+from .types import (
+    REPRESENTATIONS,
+    Annotations,
+    Decomposition,
+    ExtractorInputs,
+    Instances,
+    TextEmbedding,
+)
+
+__all__ = [
+    "REPRESENTATIONS", "INTENSITY_WEIGHTS", "HED", "Annotations", "AnnotatedDepth", "AnnotatedInstances",
+    "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
+    "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
+    "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "check_images",
+    "load_hed", "load_image", "load_yolo", "results_to_instances", "save_yolo",
+]

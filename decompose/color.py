@@ -1,0 +1,110 @@
+"""Smoothed CIELab color histogram (Composer, Huang et al. 2023, sec. 3.1 "Color").
+
+Bin layout (275 bins = 11 hues x 5 saturations x 5 lightness values): a pixel's CIELab color
+(D65, sRGB) is written in cylindrical form, lightness L* in [0, 100], chroma C* = hypot(a*, b*)
+and hue angle h = atan2(b*, a*) in [0, 360) degrees, and binned uniformly:
+
+- hue bin `k` covers h in [k * 360/11, (k + 1) * 360/11) degrees (pure sRGB red, h = 40 deg, is bin 1);
+- saturation bin `s` covers C* in [s * 27, (s + 1) * 27), the last bin open-ended (sRGB reaches
+  C* ~ 134);
+- lightness bin `l` covers L* in [l * 20, (l + 1) * 20), the last bin closed.
+
+Flat index = (k * 5 + s) * 5 + l, so `hist.view(B, 11, 5, 5)` is indexed [hue, saturation,
+lightness]. Smoothing with sigma = 10 (CIELab units) spreads each bin's mass onto every bin by
+exp(-|c_i - c_j|^2 / (2 sigma^2)), c = the bins' centre colors in Lab; rows are then
+normalised to sum to 1.
+
+Speed: colors are first quantised to 6 bits per channel (64 levels, a step of 4/255; at most
+a few Lab units, far below the 20-27 unit bins and the sigma-10 smoothing). The bin of each of
+the 64^3 quantised colors is computed once (kornia) into a 512 KB lookup table that stays in
+cache, so a batch costs one gather, one `bincount` and one `[B, 275] @ [275, 275]` matmul
+instead of a per-pixel Lab conversion. (A full 8-bit table is 33 MB and its random gathers
+miss the cache: measured 2.5x slower.)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import kornia
+import torch
+
+from .extractor import Extractor
+from .types import ExtractorInputs
+
+HUES, SATURATIONS, LIGHTNESSES = 11, 5, 5
+CHROMA_STEP = 27.0
+LIGHTNESS_STEP = 20.0
+LEVELS = 64  # quantisation levels per RGB channel before the lookup
+
+
+def lab_to_bins(lab: torch.Tensor, hues: int = HUES, saturations: int = SATURATIONS,
+                lightnesses: int = LIGHTNESSES) -> torch.Tensor:
+    """Bin index of each Lab color. `lab` is `[3, ...]`; returns int64 `[...]`."""
+    lightness, a, b = lab[0], lab[1], lab[2]
+    hue = torch.remainder(torch.atan2(b, a), 2 * math.pi)
+    hue_bin = (hue / (2 * math.pi / hues)).long().clamp(0, hues - 1)
+    chroma_bin = (torch.hypot(a, b) / CHROMA_STEP).long().clamp(0, saturations - 1)
+    light_bin = (lightness / LIGHTNESS_STEP).long().clamp(0, lightnesses - 1)
+    return (hue_bin * saturations + chroma_bin) * lightnesses + light_bin
+
+
+def bin_centers(hues: int = HUES, saturations: int = SATURATIONS, lightnesses: int = LIGHTNESSES) -> torch.Tensor:
+    """`[hues * saturations * lightnesses, 3]` Lab color at the centre of each bin."""
+    hue = (torch.arange(hues) + 0.5) * (2 * math.pi / hues)
+    chroma = (torch.arange(saturations) + 0.5) * CHROMA_STEP
+    lightness = (torch.arange(lightnesses) + 0.5) * LIGHTNESS_STEP
+    h, c, light = torch.meshgrid(hue, chroma, lightness, indexing="ij")
+    return torch.stack([light, c * torch.cos(h), c * torch.sin(h)], -1).reshape(-1, 3)
+
+
+def smoothing_kernel(sigma: float, hues: int = HUES, saturations: int = SATURATIONS,
+                     lightnesses: int = LIGHTNESSES) -> torch.Tensor:
+    """`[n_bins, n_bins]` Gaussian weights between bin centres (sigma in Lab units)."""
+    centers = bin_centers(hues, saturations, lightnesses)
+    squared = torch.cdist(centers, centers).square()
+    return torch.exp(-squared / (2 * sigma**2))
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """`[B, 3, H, W]` in [0, 1] -> the same colors on the LEVELS-level grid (still in [0, 1])."""
+    return torch.round(images * (LEVELS - 1)) / (LEVELS - 1)
+
+
+@functools.lru_cache(maxsize=4)
+def rgb_lookup_table(hues: int = HUES, saturations: int = SATURATIONS, lightnesses: int = LIGHTNESSES) -> torch.Tensor:
+    """int16 `[LEVELS^3]`: the bin of the quantised color with key `(r * LEVELS + g) * LEVELS + b`."""
+    levels = torch.arange(LEVELS, dtype=torch.float32) / (LEVELS - 1)
+    grid = torch.stack(torch.meshgrid(levels, levels, levels, indexing="ij"))  # [3, L, L, L]
+    lab = kornia.color.rgb_to_lab(grid.reshape(3, 1, -1))[:, 0]  # [3, L^3]
+    return lab_to_bins(lab, hues, saturations, lightnesses).short()
+
+
+class ColorHistogram(Extractor):
+    """`images [B, 3, H, W]` -> smoothed CIELab histogram `[B, 275]`, rows summing to 1."""
+
+    name = "color"
+
+    def __init__(self, sigma: float = 10.0, hues: int = HUES, saturations: int = SATURATIONS,
+                 lightnesses: int = LIGHTNESSES):
+        super().__init__()
+        if sigma <= 0:
+            raise ValueError(f"sigma must be > 0 (Lab units), got {sigma}")
+        self.num_bins = hues * saturations * lightnesses
+        self.register_buffer("table", rgb_lookup_table(hues, saturations, lightnesses), persistent=False)
+        self.register_buffer("kernel", smoothing_kernel(sigma, hues, saturations, lightnesses), persistent=False)
+
+    def hard_counts(self, images: torch.Tensor) -> torch.Tensor:
+        """`[B, n_bins]` float pixel counts per bin, before smoothing."""
+        batch = images.shape[0]
+        levels = torch.round(images * (LEVELS - 1))  # [B, 3, H, W], integers 0..63 as floats
+        keys = (levels[:, 0] * LEVELS**2 + levels[:, 1] * LEVELS + levels[:, 2]).long()  # [B, H, W]
+        bins = torch.take(self.table, keys).long().view(batch, -1)  # [B, H * W]
+        offsets = torch.arange(batch, device=images.device)[:, None] * self.num_bins
+        counts = torch.bincount((bins + offsets).view(-1), minlength=batch * self.num_bins)
+        return counts.view(batch, self.num_bins).float()
+
+    def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
+        smoothed = self.hard_counts(images) @ self.kernel  # [B, n_bins]; kernel is symmetric
+        return smoothed / smoothed.sum(1, keepdim=True)

@@ -1,0 +1,70 @@
+"""`Decomposer`: runs a chosen set of extractors on one batch (Composer's decomposition phase,
+Huang et al. 2023, sec. 3.1), on the batch's device, and returns a `Decomposition`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from .caption import DatasetCaptions
+from .color import ColorHistogram
+from .extractor import Extractor
+from .images import check_images
+from .intensity import Intensity
+from .masked_image import MaskedImage
+from .sketch import ClassicalSketch
+from .text_embedding import TextEncoder
+from .types import REPRESENTATIONS, Annotations, Decomposition, ExtractorInputs
+
+
+class Decomposer(nn.Module):
+    """Runs extractors in `REPRESENTATIONS` order; the caption runs first so the text encoder reads it.
+
+    >>> decomposer = Decomposer.offline()
+    >>> parts = decomposer(images, captions=["a red circle", ...])
+    >>> parts.color.shape  # [B, 275]
+    """
+
+    def __init__(self, extractors: Iterable[Extractor]):
+        super().__init__()
+        by_name: dict[str, Extractor] = {}
+        for extractor in extractors:
+            if extractor.name not in REPRESENTATIONS:
+                raise ValueError(f"extractor {type(extractor).__name__} produces unknown representation {extractor.name!r}")
+            if extractor.name in by_name:
+                raise ValueError(f"two extractors produce {extractor.name!r}: {type(by_name[extractor.name]).__name__} "
+                                 f"and {type(extractor).__name__}")
+            by_name[extractor.name] = extractor
+        if not by_name:
+            raise ValueError("a Decomposer needs at least one extractor")
+        ordered = {name: by_name[name] for name in REPRESENTATIONS if name in by_name}
+        self.extractors = nn.ModuleDict(ordered)
+
+    @classmethod
+    def offline(cls, minilm_path: str | os.PathLike | None = None) -> Decomposer:
+        """Everything that runs without downloads: dataset captions, MiniLM text embedding, color,
+        classical sketch, intensity, masked image."""
+        return cls([DatasetCaptions(), TextEncoder.minilm(minilm_path), ColorHistogram(), ClassicalSketch(),
+                    Intensity(), MaskedImage()])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.extractors)
+
+    def forward(self, images: torch.Tensor, captions: list[str | None] | None = None,
+                masks: torch.Tensor | None = None, annotations: Annotations | None = None,
+                generator: torch.Generator | None = None) -> Decomposition:
+        check_images(images)
+        inputs = ExtractorInputs(captions=captions, masks=masks, annotations=annotations, generator=generator)
+        parts: dict[str, object] = {}
+        with torch.inference_mode():
+            for name, extractor in self.extractors.items():
+                parts[name] = extractor.extract(images, inputs)
+                if name == "caption":
+                    inputs.captions = parts[name]
+        if "caption" not in parts and captions is not None:
+            parts["caption"] = list(captions)
+        return Decomposition(**parts)

@@ -1,0 +1,94 @@
+"""The one tensor convention every extractor takes, and how files become that tensor.
+
+`images` is a float tensor `[B, 3, H, W]` with values in `[0, 1]`, on any device. Checking it
+once at the door keeps every extractor free of defensive code (diffusers' philosophy: raise,
+don't silently fix).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+
+def check_images(images: object) -> torch.Tensor:
+    """Raise a short `ValueError` naming what is wrong with `images`, else return it."""
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"images must be a torch.Tensor [B, 3, H, W], got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"images must be a float tensor in [0, 1], got dtype {images.dtype} "
+            "(convert with images.float() / 255)"
+        )
+    batch, channels, height, width = images.shape
+    if batch == 0:
+        raise ValueError("images is an empty batch (B = 0); expected at least one image")
+    if channels != 3:
+        raise ValueError(f"images must have 3 (RGB) channels, got {channels} in shape {tuple(images.shape)}")
+    if height < 8 or width < 8:
+        raise ValueError(f"images must be at least 8x8 pixels, got {height}x{width}")
+    low, high = torch.aminmax(images)
+    low, high = float(low), float(high)
+    # Written so that NaN fails too: every comparison with NaN is False.
+    if not (0.0 <= low and high <= 1.0):
+        raise ValueError(f"images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+    return images
+
+
+def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """Read one image file as `[3, H, W]` float in [0, 1] (RGB).
+
+    Grayscale, palette, RGBA (composited on white) and CMYK files are converted; with `size`, the
+    image is resized on its short side and centre-cropped to `size x size`.
+    """
+    path = Path(path)
+    try:
+        with _pil_open(path) as opened:
+            opened.load()
+            image = _to_rgb(opened)
+    except FileNotFoundError:
+        raise ValueError(f"image file {str(path)!r} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
+    if size is not None:
+        image = _resize_and_crop(image, size)
+    array = np.asarray(image, dtype=np.uint8)  # [H, W, 3]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _pil_open(path: Path) -> Image.Image:
+    """Pillow's own `Image.open`. Importing ultralytics replaces it with a wrapper that, on an
+    unreadable file, tries to pip-install a HEIF plugin: a network call and a confusing error."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    opener = getattr(patches, "_image_open", None) or Image.open
+    return opener(path)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: scale to 8 bits instead of clipping everything above 255.
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(array / scale * 255.0, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
+def _resize_and_crop(image: Image.Image, size: int) -> Image.Image:
+    width, height = image.size
+    scale = size / min(width, height)
+    resized = image.resize(
+        (max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC
+    )
+    left = (resized.width - size) // 2
+    top = (resized.height - size) // 2
+    return resized.crop((left, top, left + size, top + size))

@@ -1,0 +1,96 @@
+"""Pictures of a decomposition: one image per map, a palette swatch, a contact sheet."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .color import HUES, LIGHTNESSES, SATURATIONS, bin_centers
+from .types import Decomposition
+
+# Distinct colors for instance slots (tab10-like), reused cyclically.
+_PALETTE = np.array([
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+], dtype=np.uint8)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """`[C, H, W]` in [0, 1] with C in {1, 3} -> RGB PIL image."""
+    array = (image.detach().float().clamp(0, 1) * 255).round().byte().cpu()
+    if array.shape[0] == 1:
+        array = array.expand(3, -1, -1)
+    return Image.fromarray(array.permute(1, 2, 0).numpy(), "RGB")
+
+
+def instance_image(masks: torch.Tensor, valid: torch.Tensor) -> Image.Image:
+    """`masks [N, H, W]`, `valid [N]` -> colored instance map (later slots on top)."""
+    height, width = masks.shape[-2:]
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    for slot in valid.nonzero().flatten().tolist():
+        canvas[masks[slot].cpu().numpy()] = _PALETTE[slot % len(_PALETTE)]
+    return Image.fromarray(canvas, "RGB")
+
+
+def palette_swatch(histogram: torch.Tensor, width: int = 256, height: int = 48, top: int = 12) -> Image.Image:
+    """The `top` heaviest color bins as stripes whose widths follow their weights."""
+    import kornia
+
+    centers = bin_centers(HUES, SATURATIONS, LIGHTNESSES)  # [275, 3] Lab
+    rgb = kornia.color.lab_to_rgb(centers.T.reshape(3, 1, -1))[:, 0].T.clamp(0, 1)  # [275, 3]
+    weights, bins = histogram.detach().float().cpu().topk(top)
+    weights = weights / weights.sum()
+    swatch = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(swatch)
+    left = 0.0
+    for weight, index in zip(weights.tolist(), bins.tolist(), strict=True):
+        right = left + weight * width
+        color = tuple(int(round(channel * 255)) for channel in rgb[index].tolist())
+        draw.rectangle([round(left), 0, max(round(left), round(right) - 1), height], fill=color)
+        left = right
+    return swatch
+
+
+def representation_images(parts: Decomposition, index: int) -> dict[str, Image.Image]:
+    """Every picture-able representation of image `index`, keyed by name."""
+    pictures: dict[str, Image.Image] = {}
+    for name in ("sketch", "depth", "intensity"):
+        value = getattr(parts, name)
+        if value is not None:
+            pictures[name] = to_pil(value[index])
+    if parts.masked_image is not None:
+        masked = parts.masked_image[index]
+        pictures["masked_image"] = to_pil(masked[:3] + masked[3:4] * torch.tensor([0.5, 0.5, 0.5], device=masked.device).view(3, 1, 1))
+    if parts.instances is not None:
+        pictures["instances"] = instance_image(parts.instances.masks[index], parts.instances.valid[index])
+    if parts.color is not None:
+        pictures["palette"] = palette_swatch(parts.color[index])
+    return pictures
+
+
+def contact_sheet(images: torch.Tensor, parts: Decomposition, tile: int = 192) -> Image.Image:
+    """One row per image: the image, then each representation, with a caption strip beneath."""
+    rows = [representation_images(parts, index) for index in range(images.shape[0])]
+    columns = ["image", *rows[0].keys()]
+    label_h, caption_h = 16, 30
+    sheet = Image.new("RGB", (tile * len(columns), (tile + caption_h) * len(rows) + label_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for column, name in enumerate(columns):
+        draw.text((column * tile + 4, 2), name, fill="black")
+    for row, pictures in enumerate(rows):
+        top = label_h + row * (tile + caption_h)
+        tiles = {"image": to_pil(images[row]), **pictures}
+        for column, name in enumerate(columns):
+            picture = tiles[name]
+            size = (tile, tile * picture.height // picture.width) if name == "palette" else (tile, tile)
+            # Box filtering when shrinking keeps 1-pixel sketch strokes visible; nearest when enlarging.
+            shrinking = picture.width > size[0]
+            resample = Image.Resampling.BOX if shrinking else Image.Resampling.NEAREST
+            sheet.paste(picture.resize(size, resample), (column * tile, top))
+        if parts.caption is not None:
+            text = textwrap.shorten(parts.caption[row], width=tile * len(columns) // 6)
+            draw.text((4, top + tile + 4), text, fill="black")
+    return sheet

