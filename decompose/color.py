@@ -10,7 +10,12 @@ and hue angle h = atan2(b*, a*) in [0, 360) degrees, and binned uniformly:
 - lightness bin `l` covers L* in [l * 20, (l + 1) * 20), the last bin closed.
 
 Flat index = (k * 5 + s) * 5 + l, so `hist.view(B, 11, 5, 5)` is indexed [hue, saturation,
-lightness]. Smoothing with sigma = 10 (CIELab units) spreads each bin's mass onto every bin by
+lightness].
+
+A color with chroma below 1 Lab unit (the grays r = g = b) has no hue: its a*, b* are rounding
+noise (OpenCV gives up to 0.125, kornia 0.005), and letting that noise pick a hue bin makes two
+correct implementations disagree. Such a pixel counts 1/11 towards each hue bin of its
+(saturation 0, lightness) cell. The nearest non-gray quantised colors have chroma >= 2. Smoothing with sigma = 10 (CIELab units) spreads each bin's mass onto every bin by
 exp(-|c_i - c_j|^2 / (2 sigma^2)), c = the bins' centre colors in Lab; rows are then
 normalised to sum to 1.
 
@@ -30,24 +35,43 @@ import math
 import kornia
 import torch
 
-from .extractor import Extractor
+from .extractor import Extractor, cache_sized_chunks
 from .types import ExtractorInputs
 
 HUES, SATURATIONS, LIGHTNESSES = 11, 5, 5
 CHROMA_STEP = 27.0
 LIGHTNESS_STEP = 20.0
 LEVELS = 64  # quantisation levels per RGB channel before the lookup
+ACHROMATIC_CHROMA = 1.0  # below this chroma, hue is undefined
 
 
 def lab_to_bins(lab: torch.Tensor, hues: int = HUES, saturations: int = SATURATIONS,
                 lightnesses: int = LIGHTNESSES) -> torch.Tensor:
-    """Bin index of each Lab color. `lab` is `[3, ...]`; returns int64 `[...]`."""
+    """Bin index of each Lab color. `lab` is `[3, ...]`; returns int64 `[...]`.
+
+    Achromatic colors get the extra index `n_bins + lightness_bin` (see `spreading_matrix`).
+    """
     lightness, a, b = lab[0], lab[1], lab[2]
     hue = torch.remainder(torch.atan2(b, a), 2 * math.pi)
     hue_bin = (hue / (2 * math.pi / hues)).long().clamp(0, hues - 1)
-    chroma_bin = (torch.hypot(a, b) / CHROMA_STEP).long().clamp(0, saturations - 1)
+    chroma = torch.hypot(a, b)
+    chroma_bin = (chroma / CHROMA_STEP).long().clamp(0, saturations - 1)
     light_bin = (lightness / LIGHTNESS_STEP).long().clamp(0, lightnesses - 1)
-    return (hue_bin * saturations + chroma_bin) * lightnesses + light_bin
+    bins = (hue_bin * saturations + chroma_bin) * lightnesses + light_bin
+    achromatic = hues * saturations * lightnesses + light_bin
+    return torch.where(chroma < ACHROMATIC_CHROMA, achromatic, bins)
+
+
+def spreading_matrix(hues: int = HUES, saturations: int = SATURATIONS, lightnesses: int = LIGHTNESSES) -> torch.Tensor:
+    """`[n_bins + lightnesses, n_bins]`: identity on the bins; an achromatic index spreads 1/hues
+    over every hue bin of its (saturation 0, lightness) cell."""
+    n_bins = hues * saturations * lightnesses
+    matrix = torch.zeros(n_bins + lightnesses, n_bins)
+    matrix[:n_bins] = torch.eye(n_bins)
+    for light in range(lightnesses):
+        for hue in range(hues):
+            matrix[n_bins + light, (hue * saturations) * lightnesses + light] = 1.0 / hues
+    return matrix
 
 
 def bin_centers(hues: int = HUES, saturations: int = SATURATIONS, lightnesses: int = LIGHTNESSES) -> torch.Tensor:
@@ -92,19 +116,27 @@ class ColorHistogram(Extractor):
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0 (Lab units), got {sigma}")
         self.num_bins = hues * saturations * lightnesses
+        self.num_indices = self.num_bins + lightnesses  # bins + one achromatic index per lightness
         self.register_buffer("table", rgb_lookup_table(hues, saturations, lightnesses), persistent=False)
-        self.register_buffer("kernel", smoothing_kernel(sigma, hues, saturations, lightnesses), persistent=False)
+        # Spreading the achromatic indices and smoothing are both linear: one [n_indices, n_bins] matrix.
+        spread_then_smooth = spreading_matrix(hues, saturations, lightnesses) @ smoothing_kernel(
+            sigma, hues, saturations, lightnesses)
+        self.register_buffer("kernel", spread_then_smooth, persistent=False)
+        self.register_buffer("key_weights", torch.tensor([[LEVELS**2, LEVELS, 1.0]]), persistent=False)
 
     def hard_counts(self, images: torch.Tensor) -> torch.Tensor:
-        """`[B, n_bins]` float pixel counts per bin, before smoothing."""
+        """`[B, n_bins + lightnesses]` float pixel counts per index (bins, then achromatic), before smoothing."""
+        return torch.cat([self._counts(part) for part in cache_sized_chunks(images)])
+
+    def _counts(self, images: torch.Tensor) -> torch.Tensor:
         batch = images.shape[0]
-        levels = torch.round(images * (LEVELS - 1))  # [B, 3, H, W], integers 0..63 as floats
-        keys = (levels[:, 0] * LEVELS**2 + levels[:, 1] * LEVELS + levels[:, 2]).long()  # [B, H, W]
+        levels = images.mul(LEVELS - 1).round_().view(batch, 3, -1)  # [B, 3, H*W], integers 0..63 as floats
+        keys = torch.matmul(self.key_weights.to(images.dtype), levels).long()  # [B, 1, H*W]; exact below 2^24
         bins = torch.take(self.table, keys).long().view(batch, -1)  # [B, H * W]
-        offsets = torch.arange(batch, device=images.device)[:, None] * self.num_bins
-        counts = torch.bincount((bins + offsets).view(-1), minlength=batch * self.num_bins)
-        return counts.view(batch, self.num_bins).float()
+        offsets = torch.arange(batch, device=images.device)[:, None] * self.num_indices
+        counts = torch.bincount((bins + offsets).view(-1), minlength=batch * self.num_indices)
+        return counts.view(batch, self.num_indices).float()
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
-        smoothed = self.hard_counts(images) @ self.kernel  # [B, n_bins]; kernel is symmetric
+        smoothed = self.hard_counts(images) @ self.kernel  # [B, n_bins]
         return smoothed / smoothed.sum(1, keepdim=True)

@@ -13,8 +13,10 @@ import torch
 
 def gray_levels(images: torch.Tensor) -> torch.Tensor:
     """`[B, 3, H, W]` in [0, 1] -> int16 `[B, H, W]` BT.601 luma in 0..255 (what OpenCV's RGB2GRAY gives)."""
-    red, green, blue = images[:, 0], images[:, 1], images[:, 2]
-    return torch.round((0.299 * 255) * red + (0.587 * 255) * green + (0.114 * 255) * blue).to(torch.int16)
+    batch, _, height, width = images.shape
+    weights = torch.tensor([[0.299 * 255, 0.587 * 255, 0.114 * 255]], device=images.device, dtype=images.dtype)
+    gray = torch.matmul(weights, images.reshape(batch, 3, -1))  # [B, 1, H*W]: one pass over the pixels
+    return gray.round_().view(batch, height, width).to(torch.int16)
 
 
 def sobel(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,35 +32,48 @@ def sobel(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return gx, gy
 
 
-def non_maximum_suppression(magnitude: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """Bool `[B, H - 2, W - 2]`: pixels of the padded `magnitude [B, H, W]` that are a local maximum
-    across the edge, i.e. along the gradient direction quantised to 0/45/90/135 degrees (Canny).
+def at_least(values: torch.Tensor, threshold) -> torch.Tensor:
+    """int16 mask, -1 where `values >= threshold` else 0.
 
-    `gx, gy` are `[B, H - 2, W - 2]` and belong to the interior of `magnitude`. One side compares
-    with `>=` and the other with `>`, so a two-pixel plateau keeps exactly one pixel.
+    Subtract and take the sign bit (arithmetic shift by 15): int16 comparisons in torch cost
+    ~10x more than int16 arithmetic on a CPU. Valid while both sides lie within +-16383.
     """
+    return (threshold - values - 1) >> 15
+
+
+def greater(values: torch.Tensor, threshold) -> torch.Tensor:
+    """int16 mask, -1 where `values > threshold` else 0 (see `at_least`)."""
+    return (threshold - values) >> 15
+
+
+def non_maximum_suppression(magnitude: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """int16 mask `[B, H - 2, W - 2]` (-1 / 0): pixels of the padded `magnitude [B, H, W]` that are a
+    local maximum across the edge, i.e. along the gradient direction quantised to 0/45/90/135
+    degrees (Canny).
+
+    `gx, gy` are `[B, H - 2, W - 2]` and belong to the interior of `magnitude`. The direction bins
+    switch where |gy| / |gx| = 2/5 (21.8 deg, close to Canny's 22.5 and exact in int16). One side
+    compares with `>=` and the other with `>`, so a two-pixel plateau keeps exactly one pixel.
+    """
+    height, width = magnitude.shape[1:]
     centre = magnitude[:, 1:-1, 1:-1]
 
     def neighbour(dy: int, dx: int) -> torch.Tensor:
-        height, width = magnitude.shape[1:]
         return magnitude[:, 1 + dy:height - 1 + dy, 1 + dx:width - 1 + dx]
 
+    def peak(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        return at_least(centre, before) & greater(centre, after)
+
     ax, ay = gx.abs(), gy.abs()
-    # tan(22.5 deg) ~ 0.4142 ~ 29/70: integer comparisons stay in int32 range.
-    ax70, ay70 = ax.int() * 70, ay.int() * 70
-    horizontal = ay70 <= ax * 29  # gradient points left/right
-    vertical = ax70 <= ay * 29
-    same_sign = (gx >= 0) == (gy >= 0)  # gradient points down-right or up-left
-    keep_h = (centre >= neighbour(0, -1)) & (centre > neighbour(0, 1))
-    keep_v = (centre >= neighbour(-1, 0)) & (centre > neighbour(1, 0))
-    keep_d = (centre >= neighbour(-1, -1)) & (centre > neighbour(1, 1))
-    keep_a = (centre >= neighbour(-1, 1)) & (centre > neighbour(1, -1))
+    horizontal = at_least(ax * 2, ay * 5)  # gradient points left/right
+    vertical = at_least(ay * 2, ax * 5)
     diagonal = ~(horizontal | vertical)
+    same_sign = ~((gx ^ gy) >> 15)  # gradient points down-right or up-left
     return (
-        (horizontal & keep_h)
-        | (vertical & keep_v)
-        | (diagonal & same_sign & keep_d)
-        | (diagonal & ~same_sign & keep_a)
+        (horizontal & peak(neighbour(0, -1), neighbour(0, 1)))
+        | (vertical & peak(neighbour(-1, 0), neighbour(1, 0)))
+        | (diagonal & same_sign & peak(neighbour(-1, -1), neighbour(1, 1)))
+        | (diagonal & ~same_sign & peak(neighbour(-1, 1), neighbour(1, -1)))
     )
 
 

@@ -8,6 +8,22 @@ from torch import nn
 from .images import check_images
 from .types import ExtractorInputs
 
+CPU_CHUNK_PIXELS = 2**19  # ~8 images of 256 x 256: int16 intermediates of 1 MB stay in L2/L3
+
+
+def cache_sized_chunks(images: torch.Tensor, pixels: int = CPU_CHUNK_PIXELS) -> list[torch.Tensor]:
+    """The batch as one chunk on an accelerator; on the CPU, chunks of whole images of about
+    `pixels` pixels each.
+
+    Measured on a 2-core CPU: the sketch's ~80 int16/bool ops over a [32, 256, 256] batch take
+    61 ms at once and 30 ms in chunks of 8 images, because each intermediate then stays in cache.
+    Each chunk is still processed batched; only the chunk count is a Python loop.
+    """
+    if images.device.type != "cpu":
+        return [images]
+    per_image = images.shape[-2] * images.shape[-1]
+    return list(images.split(max(1, pixels // per_image)))
+
 
 class Extractor(nn.Module):
     """One representation of an image batch (Composer, Huang et al. 2023, sec. 3.1).

@@ -50,6 +50,8 @@ class Intensity(Extractor):
         return torch.randint(len(self.weights), (batch,), generator=generator)
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
-        chosen = self.weights[self.choose(images.shape[0], inputs.generator).to(self.weights.device)]  # [B, 3]
-        gray = torch.einsum("bchw,bc->bhw", images, chosen.to(images.dtype))
-        return gray.clamp_(0.0, 1.0).unsqueeze(1)
+        batch, _, height, width = images.shape
+        chosen = self.weights[self.choose(batch, inputs.generator).to(self.weights.device)]  # [B, 3]
+        # [B, 1, 3] @ [B, 3, H*W]: one batched matmul (einsum's generic path is ~10x slower on CPU).
+        gray = torch.bmm(chosen.to(images.dtype).unsqueeze(1), images.reshape(batch, 3, -1))
+        return gray.view(batch, 1, height, width).clamp_(0.0, 1.0)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .edges import (
+    at_least,
     drop_short_strokes,
     gray_levels,
     hysteresis,
@@ -25,7 +26,7 @@ from .edges import (
     pad_interior,
     sobel,
 )
-from .extractor import Extractor
+from .extractor import Extractor, cache_sized_chunks
 from .hed import HED, load_hed
 from .types import ExtractorInputs
 
@@ -38,10 +39,10 @@ def _check_thresholds(low: float, high: float) -> None:
 def simplify(magnitude: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, low: int, high: int,
              hysteresis_steps: int, min_stroke: int) -> torch.Tensor:
     """Edge strength `magnitude [B, H, W]` (int16) + interior gradients -> strokes, float `[B, 1, H, W]`."""
-    peaks = non_maximum_suppression(magnitude, gx, gy)  # [B, H - 2, W - 2]
+    peaks = non_maximum_suppression(magnitude, gx, gy)  # [B, H - 2, W - 2] int16 -1 / 0
     centre = magnitude[:, 1:-1, 1:-1]
-    strong = peaks & (centre >= high)
-    weak = peaks & (centre >= low)
+    strong = (peaks & at_least(centre, high)).bool()
+    weak = (peaks & at_least(centre, low)).bool()
     strokes = drop_short_strokes(hysteresis(strong, weak, hysteresis_steps), min_stroke)
     return pad_interior(strokes).unsqueeze(1).float()
 
@@ -63,6 +64,9 @@ class ClassicalSketch(Extractor):
         self.hysteresis_steps, self.min_stroke = hysteresis_steps, min_stroke
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
+        return torch.cat([self._sketch(part) for part in cache_sized_chunks(images)])
+
+    def _sketch(self, images: torch.Tensor) -> torch.Tensor:
         gx, gy = sobel(gray_levels(images))
         magnitude = pad_interior(gx.abs() + gy.abs())  # [B, H, W] int16, L1 norm: no float pass
         return simplify(magnitude, gx, gy, self.low, self.high, self.hysteresis_steps, self.min_stroke)
@@ -89,7 +93,11 @@ class LearnedSketch(Extractor):
         self.hysteresis_steps, self.min_stroke = hysteresis_steps, min_stroke
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
-        probability = self.network(images)  # [B, 1, H, W] in (0, 1)
+        probability = self.network(images)  # [B, 1, H, W] in (0, 1), the whole batch at once
         magnitude = torch.round(probability[:, 0].float() * 1000).to(torch.int16)
+        parts = zip(cache_sized_chunks(images), cache_sized_chunks(magnitude.unsqueeze(1)), strict=True)
+        return torch.cat([self._simplify(image, strength[:, 0]) for image, strength in parts])
+
+    def _simplify(self, images: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
         gx, gy = sobel(gray_levels(images))
         return simplify(magnitude, gx, gy, self.low, self.high, self.hysteresis_steps, self.min_stroke)

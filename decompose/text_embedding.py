@@ -9,7 +9,9 @@ Two backends share one class:
   sentence-transformers recipe for this model), words = the last hidden state.
 
 Both sentence embeddings are L2-normalised. Words are padded to `max_length` tokens so batches
-stack; `mask` marks real tokens.
+stack; `mask` marks real tokens and padding positions hold zeros. CLIP's causal text tower gives
+the same features at real tokens whatever the padding; for MiniLM, padding is masked out of
+attention.
 """
 
 from __future__ import annotations
@@ -72,19 +74,25 @@ class TextEncoder(Extractor):
             raise ValueError(f"captions must be a list of strings, got {type(captions).__name__}")
         if len(captions) == 0:
             raise ValueError("captions is empty; expected one string per image")
+        # Run on the longest caption's length, not max_length: captions are short, and attention
+        # and MLP cost grow with every padding token. The outputs are padded afterwards.
         tokens = self.tokenizer(
-            list(captions), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(captions), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
         with torch.inference_mode():
             output = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-            words = output.last_hidden_state  # [B, L, D]
-            mask = tokens["attention_mask"].bool()  # [B, L]
+            words = output.last_hidden_state  # [B, L_longest, D]
+            mask = tokens["attention_mask"].bool()  # [B, L_longest]
             if self.pooling == "projection":
                 sentence = output.text_embeds  # [B, D_proj]
             else:
                 weights = mask.unsqueeze(-1).to(words.dtype)
                 sentence = (words * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-            return TextEmbedding(F.normalize(sentence.float(), dim=-1), words.float(), mask)
+            # Fixed length so batches stack: zeros and mask False on padding positions.
+            missing = self.max_length - words.shape[1]
+            words = F.pad(words.float() * mask.unsqueeze(-1), (0, 0, 0, missing))  # [B, max_length, D]
+            mask = F.pad(mask, (0, missing))  # [B, max_length]
+            return TextEmbedding(F.normalize(sentence.float(), dim=-1), words, mask)
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> TextEmbedding:
         captions = inputs.captions

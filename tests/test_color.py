@@ -15,6 +15,7 @@ from decompose.color import (
     lab_to_bins,
     quantize,
     smoothing_kernel,
+    spreading_matrix,
 )
 
 COLOR = ColorHistogram()
@@ -61,9 +62,9 @@ def test_lookup_table_matches_direct_lab_binning():
     """The table is a cache of lab_to_bins on quantised colors: check it on random pixels."""
     images = torch.rand(2, 3, 24, 24)
     direct_bins = lab_to_bins(kornia.color.rgb_to_lab(quantize(images)).transpose(0, 1))  # [B, H, W]
-    counts = torch.stack([torch.bincount(b.flatten(), minlength=275) for b in direct_bins]).float()
+    counts = torch.stack([torch.bincount(b.flatten(), minlength=280) for b in direct_bins]).float()
     assert torch.equal(COLOR.hard_counts(images), counts)
-    smoothed = counts @ smoothing_kernel(10.0)
+    smoothed = counts @ (spreading_matrix() @ smoothing_kernel(10.0))
     assert torch.allclose(COLOR(images), smoothed / smoothed.sum(1, keepdim=True), atol=1e-6)
 
 
@@ -80,3 +81,19 @@ def test_deterministic_and_batch_independent():
     images = torch.rand(4, 3, 16, 16)
     assert torch.equal(COLOR(images), COLOR(images))
     assert torch.allclose(COLOR(images)[2:3], COLOR(images[2:3]), atol=1e-6)
+
+
+def test_gray_has_no_hue_its_mass_is_spread_evenly_over_hues():
+    gray = torch.full((1, 3, 8, 8), 0.5)
+    hist = COLOR(gray).view(HUES, SATURATIONS, LIGHTNESSES)
+    lightness = int(hist.sum((0, 1)).argmax())
+    ring = hist[:, 0, lightness]  # the 11 hue bins of the lowest saturation
+    assert torch.allclose(ring, ring.mean().expand(HUES), rtol=1e-4)
+    assert COLOR.hard_counts(gray)[0, 275 + lightness] == 64  # counted as achromatic
+
+
+def test_a_slightly_tinted_gray_has_a_hue():
+    tinted = torch.full((1, 3, 8, 8), 0.5)
+    tinted[:, 2] += 3 / 63  # a few levels bluer
+    counts = COLOR.hard_counts(tinted)[0]
+    assert counts[:275].sum() == 64 and counts[275:].sum() == 0
