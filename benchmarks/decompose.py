@@ -176,18 +176,31 @@ class Reference:
 # ---------------------------------------------------------------- timing
 
 
+def _timed_ms(function, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000
+
+
 def median_ms(function, repeats: int, device: torch.device) -> float:
     function()  # warm-up
-    times = []
+    return statistics.median(_timed_ms(function, device) for _ in range(repeats))
+
+
+def paired_median_ms(batched, per_image, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Median times of two functions run alternately, so that drift in the machine's speed
+    (frequency, other load) hits both sides alike."""
+    batched()
+    per_image()
+    first, second = [], []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        first.append(_timed_ms(batched, device))
+        second.append(_timed_ms(per_image, torch.device("cpu")))
+    return statistics.median(first), statistics.median(second)
 
 
 def training_step_ms(batch: int, size: int, repeats: int, device: torch.device) -> tuple[float, int]:
@@ -226,7 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--train-size", type=int, default=32, help="resolution of the training-step comparison")
     parser.add_argument("--train-repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -270,8 +283,7 @@ def main() -> None:
     with torch.inference_mode():
         results = {}
         for name in batched:
-            batch_ms = median_ms(batched[name], args.repeats, device)
-            loop_ms = median_ms(per_image[name], args.repeats, torch.device("cpu"))
+            batch_ms, loop_ms = paired_median_ms(batched[name], per_image[name], args.repeats, device)
             results[name] = {
                 "batched_ms_per_image": round(batch_ms / args.batch, 4),
                 "per_image_loop_ms_per_image": round(loop_ms / args.batch, 4),
@@ -279,14 +291,17 @@ def main() -> None:
             }
         agreement = _agreement(batched, per_image, reference, photos, texts, text)
 
-        whole_ms = median_ms(
-            lambda: offline(images, captions=texts, generator=torch.Generator().manual_seed(0)), args.repeats, device)
-        loop_total = sum(results[name]["per_image_loop_ms_per_image"] for name in per_image) * args.batch
+        def loop_over(names):
+            return lambda: [per_image[name]() for name in names]
+
+        whole_ms, loop_total = paired_median_ms(
+            lambda: offline(images, captions=texts, generator=torch.Generator().manual_seed(0)),
+            loop_over(per_image), args.repeats, device)
         weight_free = ("color", "sketch", "intensity", "masked_image")
-        weight_free_batched = median_ms(
-            lambda: Decomposer([color, sketch, intensity, masked])(images, generator=torch.Generator().manual_seed(0)),
-            args.repeats, device)
-        weight_free_loop = sum(results[name]["per_image_loop_ms_per_image"] for name in weight_free) * args.batch
+        weight_free_decomposer = Decomposer([color, sketch, intensity, masked])
+        weight_free_batched, weight_free_loop = paired_median_ms(
+            lambda: weight_free_decomposer(images, generator=torch.Generator().manual_seed(0)),
+            loop_over(weight_free), args.repeats, device)
 
         small = torch.nn.functional.interpolate(images, size=(args.train_size,) * 2, mode="area")
         decompose_small_ms = median_ms(
