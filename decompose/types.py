@@ -73,11 +73,11 @@ class Instances:
 
         Later slots paint over earlier ones, so one map shows every instance's shape.
         """
-        batch, slots = self.valid.shape
+        slots = self.valid.shape[1]
         masks = self.masks & self.valid[:, :, None, None]  # [B, N, H, W]
         ids = torch.arange(1, slots + 1, device=masks.device, dtype=torch.float32)
-        # argmax over reversed slots finds the last slot covering each pixel.
-        painted = (masks.flip(1).float() * ids.flip(0)[None, :, None, None]).amax(1, keepdim=True)
+        # The highest slot id covering a pixel is the last slot painted there.
+        painted = (masks.float() * ids[None, :, None, None]).amax(1, keepdim=True)  # [B, 1, H, W]
         return painted / max(slots, 1)
 
 
