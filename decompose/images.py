@@ -51,7 +51,7 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     try:
         with _pil_open(path) as opened:
             opened.load()
-            image = _to_rgb(opened)
+            image = to_rgb(opened)
     except FileNotFoundError:
         raise ValueError(f"image file {str(path)!r} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
@@ -70,7 +70,8 @@ def _pil_open(path: Path) -> Image.Image:
     return opener(path)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB: alpha composited on white, CMYK and palettes converted, 16-bit scaled."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
