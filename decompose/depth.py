@@ -68,7 +68,8 @@ class AnnotatedDepth(Extractor):
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
         depth = inputs.annotations.depth if inputs.annotations is not None else None
         if depth is None:
-            raise ValueError("AnnotatedDepth needs annotations.depth [B, 1, H, W]; this batch has none")
+            raise ValueError("AnnotatedDepth needs annotations.depth [B, 1, H, W] and this batch has none: "
+                             "use TransformersDepth (weights) for unannotated data, or leave the depth condition out")
         expected = (images.shape[0], 1, *images.shape[-2:])
         if tuple(depth.shape) != expected:
             raise ValueError(f"annotated depth has shape {tuple(depth.shape)}, expected {expected}")

@@ -143,7 +143,8 @@ class AnnotatedInstances(Extractor):
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> Instances:
         instances = inputs.annotations.instances if inputs.annotations is not None else None
         if instances is None:
-            raise ValueError("AnnotatedInstances needs annotations.instances; this batch has none")
+            raise ValueError("AnnotatedInstances needs annotations.instances and this batch has none: "
+                             "use YoloInstances (weights) for unannotated data, or leave the instances condition out")
         batch, _, height, width = images.shape
         expected = (batch, self.max_objects, height, width)
         if tuple(instances.masks.shape) != expected:

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.data import Collate, ResizeCrop, Sample, SceneDataset, Skipped
+from composer.data import Collate, EmptyBatch, ResizeCrop, Sample, SceneDataset, Skipped
 
 
 def _wide_sample(index: int) -> Sample:
@@ -61,8 +61,9 @@ def test_collate_truncates_beyond_max_objects_and_counts_it():
     assert batch.skipped["objects_truncated"] == sum(len(s.phrases) - 1 for s in samples) and most > 1
 
 
-def test_collate_of_only_bad_samples_is_none_and_shapes_must_match():
-    assert Collate()([Skipped("empty", "a"), Skipped("empty", "b")]) is None
+def test_collate_of_only_bad_samples_keeps_the_counts_and_shapes_must_match():
+    empty = Collate()([Skipped("empty", "a"), Skipped("truncated", "b")])
+    assert isinstance(empty, EmptyBatch) and len(empty) == 0 and empty.skipped == {"empty": 1, "truncated": 1}
     with pytest.raises(ValueError, match="share a shape"):
         Collate()([SceneDataset(size=32)[0], SceneDataset(size=48)[0]])
 

@@ -8,13 +8,13 @@ from .collate import Collate, SkipTally
 from .folder import ImageFolderDataset
 from .io import BadImage, read_image
 from .loader import data_loader
-from .sample import Batch, Sample, Skipped
+from .sample import Batch, EmptyBatch, Sample, Skipped
 from .scenes import VALIDATION_SCENES, SceneDataset, render_scene, sample_scene
 from .shards import ShardDataset
 from .transforms import ResizeCrop
 
 __all__ = [
-    "VALIDATION_SCENES", "BadImage", "Batch", "Collate", "ImageFolderDataset", "ResizeCrop", "Sample",
+    "VALIDATION_SCENES", "BadImage", "Batch", "Collate", "EmptyBatch", "ImageFolderDataset", "ResizeCrop", "Sample",
     "SceneDataset", "ShardDataset", "SkipTally", "Skipped", "data_loader", "read_image", "render_scene",
     "sample_scene",
 ]

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 import torch
 
-from .sample import Batch, Sample, Skipped
+from .sample import Batch, EmptyBatch, Sample, Skipped
 
 logger = logging.getLogger("composer.data")
 
 
 class Collate:
-    """`list[Sample | Skipped] -> Batch | None` (None when every sample was bad).
+    """`list[Sample | Skipped] -> Batch`, or `EmptyBatch` (with the counts) when every sample was bad.
 
     Objects beyond `max_objects` (GLIGEN's 30) are dropped, counted as "objects_truncated".
     """
@@ -25,13 +25,12 @@ class Collate:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         self.max_objects = max_objects
 
-    def __call__(self, items: Sequence[Sample | Skipped]) -> Batch | None:
+    def __call__(self, items: Sequence[Sample | Skipped]) -> Batch | EmptyBatch:
         skipped = Counter(item.reason for item in items if isinstance(item, Skipped))
         samples = [item for item in items if isinstance(item, Sample)]
         if not samples:
-            if skipped:
-                logger.warning("a whole batch was bad data: %s", dict(skipped))
-            return None
+            logger.warning("a whole batch was bad data: %s", dict(skipped))
+            return EmptyBatch(dict(skipped))
         shapes = {tuple(sample.image.shape) for sample in samples}
         if len(shapes) > 1:
             raise ValueError(f"samples of one batch must share a shape, got {sorted(shapes)}; add a ResizeCrop")
@@ -74,7 +73,7 @@ class SkipTally:
     def __init__(self):
         self.counts: Counter = Counter()
 
-    def add(self, batch: Batch | None) -> None:
+    def add(self, batch: Batch | EmptyBatch | None) -> None:
         if batch is not None and batch.skipped:
             self.counts.update(batch.skipped)
             logger.warning("skipped bad data so far: %s", self.summary())

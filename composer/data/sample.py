@@ -31,6 +31,16 @@ class Skipped:
 
 
 @dataclass
+class EmptyBatch:
+    """What collate makes of a batch whose every sample was bad: only the counts, by reason."""
+
+    skipped: dict[str, int]
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass
 class Batch:
     """A collated batch, boxes padded to `max_objects` slots."""
 

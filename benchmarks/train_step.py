@@ -1,0 +1,146 @@
+"""Training-step time of ComposerModel (every default condition on) against a plain diffusers
+UNet2DConditionModel of the same size, with and without on-the-fly decomposition. Prints JSON.
+
+    python benchmarks/train_step.py [--batch 32] [--repeats 5] [--device cpu|cuda] [overrides ...]
+
+Both models come from the same config (conf/, as `python train.py` composes it; extra
+arguments are hydra overrides, e.g. `data.size=64`). Each variant runs in a fresh subprocess,
+so peak memory (resident set on the CPU, allocated memory on a GPU) is its own.
+
+- `plain_unet`: UNet2DConditionModel with the tiny config, 3 input channels, default attention,
+  a random caption context: forward, backward, AdamW step.
+- `composer`: ComposerModel with all conditions, inputs precomputed (decomposition excluded).
+- `composer_with_decomposition`: the same plus decomposing the batch and embedding phrases,
+  as a real training step does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("plain_unet", "composer", "composer_with_decomposition")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_variant(variant: str, batch_size: int, repeats: int, device: torch.device, overrides: list[str]) -> dict:
+    from diffusers import UNet2DConditionModel
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from composer.data import Collate
+    from composer.inputs import PhraseEncoder, condition_inputs, sources_from_config
+    from decompose import DatasetCaptions, Decomposer, TextEncoder
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"data.batch_size={batch_size}", *overrides])
+    torch.manual_seed(0)
+    conditions = OmegaConf.to_container(cfg.condition, resolve=True)
+    sources = sources_from_config(conditions)
+    dataset = instantiate(cfg.data.train)
+    batch = Collate(cfg.data.max_objects)([dataset[i] for i in range(batch_size)]).to(device)
+    unet_config = OmegaConf.to_container(cfg.model.unet_config, resolve=True)
+    unet_config = instantiate(unet_config)
+
+    if variant == "plain_unet":
+        model = UNet2DConditionModel(**unet_config).to(device)
+        context = torch.randn(batch_size, 48, unet_config["cross_attention_dim"], device=device)
+        x0 = batch.images * 2 - 1
+
+        def step():
+            noise = torch.randn_like(x0)
+            timesteps = torch.randint(0, 1000, (batch_size,), device=device)
+            loss = torch.nn.functional.mse_loss(model(x0 + noise, timesteps, context).sample, noise)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    else:
+        model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in sources]).to(device)
+        extractors = [instantiate(s["extractor"]) for s in conditions.values() if s.get("extractor")]
+        decomposer = Decomposer([DatasetCaptions(), *extractors]).to(device)
+        phrases = PhraseEncoder(next(e for e in extractors if isinstance(e, TextEncoder)))
+
+        def prepare():
+            generator = torch.Generator().manual_seed(0)
+            parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(),
+                               generator=generator)
+            embedded = phrases(batch.phrases, batch.boxes.shape[1], device)
+            return condition_inputs(parts, sources, batch.boxes, batch.box_valid, embedded)
+
+        fixed_inputs = prepare()
+
+        def step():
+            inputs = prepare() if variant == "composer_with_decomposition" else fixed_inputs
+            loss = model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {
+        "step_ms": round(statistics.median(times), 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "peak_memory_mb": round(peak / 2**20, 1),
+        "peak_memory_kind": "cuda_allocated" if device.type == "cuda" else "process_max_rss",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args, overrides = parser.parse_known_args()
+    device = torch.device(args.device)
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.batch, args.repeats, device, overrides)))
+        return
+    results = {}
+    for variant in VARIANTS:
+        command = [sys.executable, __file__, "--variant", variant, "--batch", str(args.batch), "--repeats",
+                   str(args.repeats), "--device", args.device, *overrides]
+        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        results[variant] = json.loads(output.strip().splitlines()[-1])
+    plain = results["plain_unet"]["step_ms"]
+    report = {
+        "device": args.device if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "overrides": overrides,
+        **results,
+        "ratio_composer_to_plain": round(results["composer"]["step_ms"] / plain, 3),
+        "ratio_with_decomposition_to_plain": round(results["composer_with_decomposition"]["step_ms"] / plain, 3),
+        "goal_ratio_at_most": 1.15,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""From a decomposition (and a batch's boxes) to the model's condition inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from conditions import ConditionSpec, GroundingInput, TextInput
+from decompose import Decomposition, TextEncoder
+
+
+@dataclass(frozen=True)
+class ConditionSource:
+    """Which representation feeds a condition (the YAML's `representation`)."""
+
+    spec: ConditionSpec
+    representation: str
+
+
+class PhraseEncoder:
+    """Phrase embeddings for grounding, `[B, M, D]`, with a cache: datasets repeat their phrases."""
+
+    def __init__(self, text: TextEncoder, cache_size: int = 100_000):
+        self.text, self.cache, self.cache_size = text, {}, cache_size
+
+    def __call__(self, phrases: Sequence[Sequence[str]], slots: int, device: torch.device) -> torch.Tensor:
+        new = sorted({p for row in phrases for p in row if p not in self.cache})
+        if new:
+            embeddings = self.text.encode(new).sentence.cpu()
+            if len(self.cache) + len(new) > self.cache_size:
+                self.cache.clear()
+            self.cache.update(zip(new, embeddings, strict=True))
+        dim = self.text.model.config.hidden_size if self.text.pooling == "mean" else self.text.model.config.projection_dim
+        out = torch.zeros(len(phrases), slots, dim)
+        for row, items in enumerate(phrases):
+            for slot, phrase in enumerate(items[:slots]):
+                out[row, slot] = self.cache[phrase]
+        return out.to(device)
+
+
+def _trainable(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """Decomposition runs under inference_mode; autograd may not save such tensors: clone them."""
+    return tensor.clone() if tensor is not None and tensor.is_inference() else tensor
+
+
+def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], boxes: torch.Tensor | None = None,
+                     box_valid: torch.Tensor | None = None, phrase_embeddings: torch.Tensor | None = None
+                     ) -> dict[str, object]:
+    """`{condition name: input}` for the conditions whose representation is present."""
+    inputs: dict[str, object] = {}
+    for source in sources:
+        kind, name = source.spec.kind, source.spec.name
+        if kind == "grounding":
+            if boxes is not None and phrase_embeddings is not None:
+                inputs[name] = GroundingInput(_trainable(boxes), _trainable(phrase_embeddings), _trainable(box_valid))
+            continue
+        if source.representation not in parts:
+            continue
+        value = parts[source.representation]
+        if kind == "text":
+            inputs[name] = TextInput(_trainable(value.sentence), _trainable(value.words), _trainable(value.mask))
+        elif source.representation == "instances":
+            inputs[name] = _trainable(value.label_map())
+        else:
+            inputs[name] = _trainable(value)
+    return inputs
+
+
+def sources_from_config(conditions: Mapping[str, Mapping]) -> list[ConditionSource]:
+    """`cfg.condition` (name -> {kind, dim, channels, representation, ...}) -> sources."""
+    sources = []
+    for name, settings in conditions.items():
+        spec = ConditionSpec(name=name, kind=settings["kind"], dim=int(settings.get("dim", 0)),
+                             channels=int(settings.get("channels", 0)))
+        sources.append(ConditionSource(spec, settings.get("representation", name)))
+    return sources

@@ -1,0 +1,252 @@
+"""`ComposerModel`: a diffusers UNet with Composer's condition encoders (Huang et al. 2023) and
+GLIGEN's gated self-attention (Li et al. 2023).
+
+- Local conditions: summed embeddings concatenated with z_t. The UNet's `conv_in` is wrapped so
+  that the z_t channels go through the original conv and the local channels through a separate
+  conv, added: the same as widening `conv_in`, but the pretrained part can stay frozen.
+- Global conditions and the caption's sentence embedding: summed and added to the timestep
+  embedding (through the UNet's class-embedding hook, set to identity).
+- Caption words: cross-attention context. Global tokens and grounding tokens: the gated
+  self-attention (`GatedSelfAttentionDense`), whose tanh gates start at 0.
+
+So a fresh model (or fresh adapters on a pretrained UNet) gives exactly the base UNet's output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import GatedSelfAttentionDense
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from conditions import Conditioner, ConditionOutputs, ConditionSpec, JointDropout
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+class ConcatConvIn(nn.Module):
+    """`conv_in` for `[z_t; local]`: `base(z_t) + extra(local)`.
+
+    `extra` has no bias and the local embedding of a fresh model is zero (the local encoders'
+    last convs are zero-initialised), so a fresh model adds nothing here. `extra` itself must
+    NOT be zero-initialised: two zero layers in series pass each other no gradient, and the
+    local conditions would never learn.
+    """
+
+    def __init__(self, base: nn.Conv2d, local_width: int):
+        super().__init__()
+        self.base = base
+        self.extra = nn.Conv2d(local_width, base.out_channels, base.kernel_size, padding=base.padding, bias=False)
+        self.image_channels = base.in_channels
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        return self.base(sample[:, : self.image_channels]) + self.extra(sample[:, self.image_channels:])
+
+
+class TokenPassthrough(nn.Module):
+    """Stands in for the UNet's GLIGEN position net: our tokens are made by the conditioner."""
+
+    def forward(self, objs: torch.Tensor) -> torch.Tensor:
+        return objs
+
+
+def tiny_unet_config(sample_size: int = 32, channels: int = 3, block_out_channels: Sequence[int] = (32, 64, 64),
+                     layers_per_block: int = 1, cross_attention_dim: int = 64, attention_head_dim: int = 8,
+                     norm_num_groups: int = 8, attention_levels: int = 2) -> dict:
+    """A small UNet2DConditionModel config; attention (cross + gated) on the lowest `attention_levels`."""
+    levels = len(block_out_channels)
+    down = ["DownBlock2D"] * (levels - attention_levels) + ["CrossAttnDownBlock2D"] * attention_levels
+    up = ["CrossAttnUpBlock2D"] * attention_levels + ["UpBlock2D"] * (levels - attention_levels)
+    return dict(
+        sample_size=sample_size, in_channels=channels, out_channels=channels,
+        block_out_channels=list(block_out_channels), down_block_types=down, up_block_types=up,
+        layers_per_block=layers_per_block, cross_attention_dim=cross_attention_dim,
+        attention_head_dim=attention_head_dim, norm_num_groups=norm_num_groups,
+    )
+
+
+class ComposerModel(ModelMixin, ConfigMixin):
+    """Composer: a multi-condition diffusion model. Build with `ComposerModel(...)` (from scratch),
+    `ComposerModel.adapter(unet_path, ...)` (frozen pretrained UNet) or `from_pretrained(dir)`."""
+
+    config_name = "composer_config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        conditions: Sequence[Mapping] = (),
+        unet_config: Mapping | None = None,
+        vae_config: Mapping | None = None,
+        local_width: int = 32,
+        global_tokens: int = 8,
+        max_objects: int = 30,
+        prediction_type: str = "v_prediction",
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "squaredcos_cap_v2",
+        dropout: Mapping | None = None,
+        train_base: bool = True,
+    ):
+        super().__init__()
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        specs = [spec if isinstance(spec, ConditionSpec) else ConditionSpec(**spec) for spec in conditions]
+        if not specs:
+            raise ValueError("a ComposerModel needs at least one condition")
+        # Saved configs carry diffusers' bookkeeping keys ("_class_name", ...): not constructor arguments.
+        unet_config = {key: value for key, value in dict(unet_config or tiny_unet_config()).items()
+                       if not key.startswith("_")}
+        unet_config["attention_type"] = "gated"
+        self.unet = UNet2DConditionModel(**unet_config)
+        self.unet.conv_in = ConcatConvIn(self.unet.conv_in, local_width)
+        self.unet.class_embedding = nn.Identity()  # global conditions add to the timestep embedding
+        self.unet.position_net = TokenPassthrough()
+        self.zero_gates()
+
+        self.vae = None
+        downsample = 1
+        if vae_config is not None:
+            self.vae = AutoencoderKL(**{key: value for key, value in dict(vae_config).items() if not key.startswith("_")})
+            self.vae.requires_grad_(False)
+            downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        time_dim = self.unet.time_embedding.linear_2.out_features
+        context_dim = self.unet.config.cross_attention_dim
+        self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, downsample, global_tokens,
+                                       max_objects)
+        self.dropout = JointDropout([spec.name for spec in specs], **dict(dropout or {}))
+        self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
+                                             prediction_type=prediction_type)
+        if not train_base:
+            self.freeze_base()
+
+    # --- construction helpers -------------------------------------------------------------
+
+    @classmethod
+    def adapter(cls, unet_path: str | os.PathLike, conditions: Sequence[Mapping], vae_path: str | os.PathLike | None = None,
+                subfolder: str | None = None, **kwargs) -> ComposerModel:
+        """Composer adapters on a pretrained UNet (frozen); a fresh model reproduces it exactly."""
+        from decompose.pretrained import load_pretrained
+
+        base = load_pretrained(lambda p, **k: UNet2DConditionModel.from_pretrained(p, subfolder=subfolder, **k),
+                               unet_path, "pretrained UNet")
+        vae_config = None
+        vae = None
+        if vae_path is not None:
+            vae = load_pretrained(AutoencoderKL.from_pretrained, vae_path, "VAE")
+            vae_config = dict(vae.config)
+        model = cls(conditions=conditions, unet_config=dict(base.config), vae_config=vae_config, train_base=False,
+                    **kwargs)
+        state = base.state_dict()
+        state = {("conv_in.base." + key[len("conv_in."):]) if key.startswith("conv_in.") else key: value
+                 for key, value in state.items()}
+        missing, unexpected = model.unet.load_state_dict(state, strict=False)
+        # The only weights the base lacks are ours: the gated self-attention and conv_in's extra part.
+        new = [key for key in missing if ".fuser." not in key and not key.startswith("conv_in.extra")]
+        if unexpected or new:
+            raise ValueError(f"pretrained UNet does not fit: unexpected {unexpected[:3]}, missing {new[:3]}")
+        if vae is not None:
+            model.vae.load_state_dict(vae.state_dict())
+        model.freeze_base()
+        return model
+
+    def zero_gates(self) -> None:
+        """GLIGEN's gates start at 0 (diffusers' training script forgets to re-zero them)."""
+        for module in self.unet.modules():
+            if isinstance(module, GatedSelfAttentionDense):
+                nn.init.zeros_(module.alpha_attn)
+                nn.init.zeros_(module.alpha_dense)
+
+    def freeze_base(self) -> None:
+        """Only the new modules train: condition encoders, gated self-attention, conv_in's extra part."""
+        self.unet.requires_grad_(False)
+        for module in self.unet.modules():
+            if isinstance(module, GatedSelfAttentionDense):
+                module.requires_grad_(True)
+        self.unet.conv_in.extra.requires_grad_(True)
+        if self.vae is not None:
+            self.vae.requires_grad_(False)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [parameter for parameter in self.parameters() if parameter.requires_grad]
+
+    # --- shapes -----------------------------------------------------------------------------
+
+    @property
+    def image_channels(self) -> int:
+        return self.unet.conv_in.image_channels
+
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.vae is None:
+            return height, width
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return height // factor, width // factor
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images in [0, 1] -> x0 in the space the UNet denoises (pixels in [-1, 1], or VAE latents)."""
+        pixels = images * 2 - 1
+        if self.vae is None:
+            return pixels
+        latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        """The inverse of `encode`: x0 -> images in [0, 1]."""
+        if self.vae is not None:
+            x0 = self.vae.decode(x0.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        return ((x0.float() + 1) / 2).clamp(0, 1)
+
+    # --- forward and loss ---------------------------------------------------------------------
+
+    def condition(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
+                  size: tuple[int, int], strength: Mapping[str, float] | None = None) -> ConditionOutputs:
+        return self.conditioner(inputs, keep, batch, size, self.device, self.unet.dtype, strength)
+
+    def forward(self, noisy: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
+                conditions: ConditionOutputs | None = None, *, images: torch.Tensor | None = None,
+                inputs: Mapping[str, object] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`model(noisy, timesteps, conditions)`: the UNet's prediction (epsilon or v).
+        `model(images=..., inputs=..., generator=...)`: the training loss (`loss`), through forward so
+        that DDP sees it."""
+        if images is not None:
+            return self.loss(images, inputs or {}, generator)
+        return self.denoise(noisy, timesteps, conditions)
+
+    def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: ConditionOutputs) -> torch.Tensor:
+        """The UNet's prediction (epsilon or v) for `noisy [B, C, h, w]` at `timesteps [B]`."""
+        sample = torch.cat([noisy.to(self.unet.dtype), conditions.local], 1)
+        kwargs = {"gligen": {"objs": conditions.tokens}} if conditions.tokens is not None else None
+        return self.unet(
+            sample, timesteps, encoder_hidden_states=conditions.context,
+            class_labels=conditions.time, encoder_attention_mask=conditions.context_mask,
+            cross_attention_kwargs=kwargs,
+        ).sample
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        if self.config.prediction_type == "epsilon":
+            return noise
+        return self.noise_scheduler.get_velocity(x0, noise, timesteps)
+
+    def loss(self, images: torch.Tensor, inputs: Mapping[str, object], generator: torch.Generator | None = None,
+             keep: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Diffusion loss (Ho et al. 2020; v-target: Salimans & Ho 2022) with joint condition dropout.
+
+        `images [B, 3, H, W]` in [0, 1]; `inputs[name]` the condition inputs; randomness (dropout,
+        timesteps, noise) comes from `generator` (a CPU generator), so a step is reproducible.
+        """
+        batch = images.shape[0]
+        x0 = self.encode(images, generator)
+        if keep is None:
+            keep = self.dropout(batch, generator, self.device)
+        timesteps = torch.randint(0, self.config.num_train_timesteps, (batch,), generator=generator).to(self.device)
+        noise = torch.randn(x0.shape, generator=generator).to(device=self.device, dtype=x0.dtype)
+        noisy = self.noise_scheduler.add_noise(x0, noise, timesteps)
+        conditions = self.condition(inputs, keep, batch, tuple(x0.shape[-2:]))
+        prediction = self.denoise(noisy, timesteps, conditions)
+        return F.mse_loss(prediction.float(), self.target(x0, noise, timesteps).float())

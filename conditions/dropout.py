@@ -1,0 +1,42 @@
+"""Joint condition dropout (Composer, Huang et al. 2023, sec. 3.2 "Joint training strategy").
+
+Per sample: with probability `p_drop_all` every condition is dropped, with probability
+`p_keep_all` every condition is kept (the two events are disjoint: one uniform draw decides
+between them), otherwise each condition is dropped independently with its own probability
+(`p_each`, or the override for that name, e.g. intensity 0.7, which carries so much of the
+image that it would otherwise crowd the others out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+
+class JointDropout:
+    def __init__(self, names: Sequence[str], p_each: float = 0.5, p_drop_all: float = 0.1,
+                 p_keep_all: float = 0.1, overrides: Mapping[str, float] | None = None):
+        overrides = dict(overrides or {})
+        for label, value in [("p_each", p_each), ("p_drop_all", p_drop_all), ("p_keep_all", p_keep_all),
+                             *overrides.items()]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"dropout probability {label} must be in [0, 1], got {value}")
+        if p_drop_all + p_keep_all > 1.0:
+            raise ValueError(f"p_drop_all + p_keep_all must be <= 1, got {p_drop_all} + {p_keep_all}")
+        unknown = set(overrides) - set(names)
+        if unknown:
+            raise ValueError(f"dropout overrides name unknown conditions {sorted(unknown)}; conditions are {list(names)}")
+        self.names = list(names)
+        self.p_drop_all, self.p_keep_all = p_drop_all, p_keep_all
+        self.p_drop = torch.tensor([overrides.get(name, p_each) for name in self.names])
+
+    def __call__(self, batch: int, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """`{name: keep [B] bool}`; drawn on the CPU (so any generator works), then moved."""
+        joint = torch.rand(batch, generator=generator)
+        drop_all = joint < self.p_drop_all
+        keep_all = (joint >= self.p_drop_all) & (joint < self.p_drop_all + self.p_keep_all)
+        independent = torch.rand(batch, len(self.names), generator=generator) >= self.p_drop  # [B, C]
+        keep = torch.where(drop_all[:, None], False, torch.where(keep_all[:, None], True, independent))
+        return {name: keep[:, index].to(device) for index, name in enumerate(self.names)}

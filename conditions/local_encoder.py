@@ -1,0 +1,44 @@
+"""Local conditions (Composer, sec. 3.2 "Local conditioning"): a map goes through a stack of
+convolutions down to the noisy input's spatial size and a shared width. The embeddings of all
+local conditions are summed, and the sum is concatenated with z_t.
+
+The last conv is zero-initialised, so a fresh condition adds nothing. A dropped condition's
+embedding is replaced by a learned null embedding (zero at first), keeping the module in the
+graph (no unused-parameter errors under DDP).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LocalEncoder(nn.Module):
+    """`map [B, channels, H, W]` -> `[B, width, H / downsample, W / downsample]`."""
+
+    def __init__(self, channels: int, width: int, downsample: int = 1, hidden: int = 16):
+        super().__init__()
+        if downsample < 1 or downsample & (downsample - 1):
+            raise ValueError(f"downsample must be a power of two, got {downsample}")
+        layers: list[nn.Module] = [nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU()]
+        for _ in range(int(math.log2(downsample))):
+            layers += [nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.SiLU()]
+        layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(hidden, width, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.null = nn.Parameter(torch.zeros(width, 1, 1))
+        self.downsample = downsample
+
+    def forward(self, condition_map: torch.Tensor, keep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if condition_map.shape[-2:] != tuple(s * self.downsample for s in size):
+            # Maps at another resolution are resized to what the stack expects.
+            target = (size[0] * self.downsample, size[1] * self.downsample)
+            condition_map = F.interpolate(condition_map.float(), size=target, mode="bilinear", align_corners=False)
+        embedding = self.out(self.body(condition_map.to(self.out.weight.dtype)))  # [B, width, h, w]
+        keep = keep.view(-1, 1, 1, 1).to(embedding.dtype)
+        return embedding * keep + self.null[None] * (1 - keep)

@@ -1,0 +1,134 @@
+"""conditions/: specs, joint dropout statistics, encoders' zero-init and null embeddings."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conditions import (
+    ConditionSpec,
+    GlobalEncoder,
+    GroundingEncoder,
+    GroundingInput,
+    JointDropout,
+    LocalEncoder,
+    TextConditionEncoder,
+    TextInput,
+)
+
+
+def _within(rate: float, p: float, n: int, sigmas: float = 4.5) -> bool:
+    return abs(rate - p) <= sigmas * math.sqrt(p * (1 - p) / n)
+
+
+def test_dropout_frequencies_match_composer():
+    names = ["caption", "color", "sketch", "depth", "intensity"]
+    n = 40_000
+    keep = JointDropout(names, overrides={"intensity": 0.7})(n, torch.Generator().manual_seed(0))
+    stacked = torch.stack([keep[name] for name in names], 1)  # [n, C]
+    # P(keep) = P(keep all) + P(independent) * (1 - p): 0.1 + 0.8 * 0.5, and 0.1 + 0.8 * 0.3 for intensity.
+    for name in names[:-1]:
+        assert _within(keep[name].float().mean().item(), 0.5, n), name
+    assert _within(keep["intensity"].float().mean().item(), 0.34, n)
+    all_dropped = (~stacked).all(1).float().mean().item()
+    all_kept = stacked.all(1).float().mean().item()
+    assert _within(all_dropped, 0.1 + 0.8 * 0.5**4 * 0.7, n)
+    assert _within(all_kept, 0.1 + 0.8 * 0.5**4 * 0.3, n)
+
+
+def test_drop_all_and_keep_all_are_disjoint():
+    """With one condition, 'all dropped' and 'all kept' partition the samples: their rates must
+    add to 1 only if the two joint events never coincide (they are drawn from one uniform)."""
+    dropout = JointDropout(["a"], p_each=0.0, p_drop_all=0.5, p_keep_all=0.5)
+    keep = dropout(20_000, torch.Generator().manual_seed(1))["a"]
+    assert _within(keep.float().mean().item(), 0.5, 20_000)
+    with pytest.raises(ValueError, match="<= 1"):
+        JointDropout(["a"], p_drop_all=0.6, p_keep_all=0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 64), st.floats(0, 1), st.integers(0, 2**31 - 1))
+def test_dropout_shapes_and_seeding(batch, p_each, seed):
+    dropout = JointDropout(["x", "y"], p_each=p_each, p_drop_all=0.1, p_keep_all=0.1)
+    first = dropout(batch, torch.Generator().manual_seed(seed))
+    second = dropout(batch, torch.Generator().manual_seed(seed))
+    for name in ("x", "y"):
+        assert first[name].shape == (batch,) and first[name].dtype == torch.bool
+        assert torch.equal(first[name], second[name])
+
+
+def test_dropout_errors():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        JointDropout(["a"], p_each=1.5)
+    with pytest.raises(ValueError, match="unknown conditions"):
+        JointDropout(["a"], overrides={"intensty": 0.7})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="x", kind="spatial", dim=3), "kind must be one of"),
+    (dict(name="x", kind="local"), "channels >= 1"),
+    (dict(name="x", kind="global"), "dim >= 1"),
+    (dict(name="bad-name", kind="global", dim=3), "identifier"),
+])
+def test_spec_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ConditionSpec(**kwargs)
+
+
+def test_fresh_global_encoder_adds_nothing_to_the_time_embedding_and_uses_null_when_dropped():
+    encoder = GlobalEncoder(dim=5, time_dim=16, token_dim=8, tokens=3)
+    vectors = torch.randn(4, 5)
+    time, tokens = encoder(vectors, torch.tensor([True, True, False, False]))
+    assert torch.equal(time, torch.zeros(4, 16)) and tokens.shape == (4, 3, 8)
+    assert torch.allclose(tokens[2], tokens[3])  # both dropped: both the null embedding's tokens
+    assert not torch.allclose(tokens[0], tokens[1])
+
+
+def test_fresh_local_encoder_adds_nothing_and_resizes_maps():
+    encoder = LocalEncoder(channels=2, width=6, downsample=4)
+    out = encoder(torch.randn(3, 2, 32, 32), torch.tensor([True, False, True]), (8, 8))
+    assert out.shape == (3, 6, 8, 8) and torch.equal(out, torch.zeros_like(out))
+    # A map of another size is resized to what the stack expects.
+    assert encoder(torch.randn(3, 2, 20, 20), torch.ones(3, dtype=torch.bool), (8, 8)).shape == (3, 6, 8, 8)
+    with pytest.raises(ValueError, match="power of two"):
+        LocalEncoder(1, 4, downsample=3)
+
+
+def test_text_encoder_null_token_for_dropped_captions():
+    encoder = TextConditionEncoder(dim=12, time_dim=16, context_dim=8)
+    text = TextInput(torch.randn(2, 12), torch.randn(2, 5, 12), torch.tensor([[1, 1, 1, 0, 0]] * 2).bool())
+    time, context, mask = encoder(text, torch.tensor([True, False]))
+    assert mask[0].tolist() == [True, True, True, False, False] and mask[1].tolist() == [True] + [False] * 4
+    assert torch.allclose(context[1, 0], encoder.null_token) and (context[1, 1:] == 0).all()
+    same_width = TextConditionEncoder(dim=8, time_dim=16, context_dim=8)
+    words = torch.randn(1, 3, 8)
+    _, context, _ = same_width(TextInput(torch.randn(1, 8), words, torch.ones(1, 3, dtype=torch.bool)),
+                               torch.tensor([True]))
+    assert torch.equal(context, words)  # CLIP words into an SD UNet: untouched
+
+
+def test_grounding_encoder_checks_boxes():
+    encoder = GroundingEncoder(phrase_dim=6, token_dim=8, max_objects=2)
+    good = GroundingInput(torch.tensor([[[0.1, 0.1, 0.5, 0.5], [0, 0, 0, 0]]]), torch.randn(1, 2, 6),
+                          torch.tensor([[True, False]]))
+    assert encoder(good, torch.tensor([True])).shape == (1, 2, 8)
+    flipped = GroundingInput(torch.tensor([[[0.6, 0.1, 0.5, 0.5]]]), torch.randn(1, 1, 6), torch.tensor([[True]]))
+    with pytest.raises(ValueError, match=r"box \[0.6, 0.1, 0.5, 0.5\]"):
+        encoder(flipped, torch.tensor([True]))
+    outside = GroundingInput(torch.tensor([[[0.1, 0.1, 1.5, 0.5]]]), torch.randn(1, 1, 6), torch.tensor([[True]]))
+    with pytest.raises(ValueError, match=r"normalised xyxy in \[0, 1\]"):
+        encoder(outside, torch.tensor([True]))
+    crowded = GroundingInput(torch.rand(1, 3, 4), torch.randn(1, 3, 6), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at most max_objects=2"):
+        encoder(crowded, torch.tensor([True]))
+
+
+def test_dropped_grounding_equals_no_objects():
+    encoder = GroundingEncoder(phrase_dim=6, token_dim=8)
+    grounding = GroundingInput(torch.rand(2, 3, 4).sort(-1).values, torch.randn(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
+    dropped = encoder(grounding, torch.tensor([False, False]))
+    empty = encoder(GroundingInput(grounding.boxes, grounding.phrases, torch.zeros(2, 3, dtype=torch.bool)),
+                    torch.tensor([True, True]))
+    assert torch.allclose(dropped, empty)

@@ -1,0 +1,203 @@
+"""ComposerModel: zero-init (a fresh model is exactly its base UNet), adapters train only new
+modules, a tiny model overfits one batch, save/load, latent space."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from omegaconf import OmegaConf
+
+from composer.model import ComposerModel, tiny_unet_config
+from conditions import ConditionSpec, GroundingInput, TextInput
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDITION_FILES = sorted((ROOT / "conf" / "condition").glob("*.yaml"))
+CONTEXT = 32
+
+
+def condition_spec(path: Path) -> ConditionSpec:
+    """The spec a conf/condition YAML declares (its single top-level key is the condition)."""
+    (name, settings), = OmegaConf.to_container(OmegaConf.load(path), resolve=False).items()
+    return ConditionSpec(name=name, kind=settings["kind"], dim=int(settings.get("dim", 0)),
+                         channels=int(settings.get("channels", 0)))
+
+
+def random_input(spec: ConditionSpec, batch: int, size: int, generator: torch.Generator):
+    if spec.kind == "text":
+        return TextInput(torch.randn(batch, spec.dim, generator=generator),
+                         torch.randn(batch, 6, spec.dim, generator=generator), torch.ones(batch, 6, dtype=torch.bool))
+    if spec.kind == "global":
+        return torch.rand(batch, spec.dim, generator=generator)
+    if spec.kind == "local":
+        return torch.rand(batch, spec.channels, size, size, generator=generator)
+    boxes = torch.rand(batch, 3, 4, generator=generator)
+    boxes = torch.cat([boxes[..., :2].minimum(boxes[..., 2:]), boxes[..., :2].maximum(boxes[..., 2:])], -1)
+    return GroundingInput(boxes, torch.randn(batch, 3, spec.dim, generator=generator), torch.ones(batch, 3, dtype=torch.bool))
+
+
+@pytest.fixture(scope="module")
+def base_unet_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=CONTEXT,
+                                                   attention_head_dim=4, norm_num_groups=8, attention_levels=1))
+    path = tmp_path_factory.mktemp("unet") / "unet"
+    unet.save_pretrained(path)
+    return path
+
+
+CAPTION = ConditionSpec("caption", "text", dim=CONTEXT)  # same width as the UNet's context: words pass through
+
+
+@pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.stem)
+def test_fresh_condition_leaves_the_base_unet_output_unchanged(path, base_unet_dir):
+    """Zero-init, for every condition in conf/condition (and the gated attention with it)."""
+    spec = condition_spec(path)
+    if spec.kind == "text":
+        spec = CAPTION
+    specs = [CAPTION] + ([spec] if spec.name != "caption" else [])
+    model = ComposerModel.adapter(base_unet_dir, conditions=[s.to_dict() for s in specs]).eval()
+    base = UNet2DConditionModel.from_pretrained(base_unet_dir).eval()
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
+    keep = {s.name: torch.ones(2, dtype=torch.bool) for s in specs}
+    noisy, timesteps = torch.randn(2, 3, 16, 16, generator=generator), torch.tensor([10, 500])
+    with torch.no_grad():
+        conditions = model.condition(inputs, keep, 2, (16, 16))
+        ours = model(noisy, timesteps, conditions)
+        theirs = base(noisy, timesteps, encoder_hidden_states=inputs["caption"].words,
+                      encoder_attention_mask=conditions.context_mask).sample
+    assert torch.equal(ours, theirs), spec.name
+
+
+def test_adapter_gradients_reach_only_the_new_modules(base_unet_dir):
+    specs = [CAPTION, ConditionSpec("sketch", "local", channels=1), ConditionSpec("color", "global", dim=5),
+             ConditionSpec("grounding", "grounding", dim=7)]
+    model = ComposerModel.adapter(base_unet_dir, conditions=[s.to_dict() for s in specs])
+    base_keys = set(UNet2DConditionModel.from_pretrained(base_unet_dir).state_dict())
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
+    model.loss(torch.rand(2, 3, 16, 16), inputs, torch.Generator().manual_seed(1)).backward()
+    for name, parameter in model.unet.named_parameters():
+        original = name.replace("conv_in.base.", "conv_in.")
+        if original in base_keys:
+            assert not parameter.requires_grad and parameter.grad is None, name
+    new = [name for name, p in model.named_parameters() if p.grad is not None]
+    assert any(".fuser." in name for name in new) and any(name.startswith("conditioner.") for name in new)
+    assert any(name == "unet.conv_in.extra.weight" for name in new)
+
+
+def test_adapter_refuses_a_missing_unet(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        ComposerModel.adapter(tmp_path / "no-unet", conditions=[CAPTION.to_dict()])
+
+
+def _tiny_model(specs, **kwargs):
+    torch.manual_seed(0)
+    config = tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=16, attention_head_dim=4,
+                              norm_num_groups=8, attention_levels=1)
+    return ComposerModel(conditions=[s.to_dict() for s in specs], unet_config=config, local_width=8, global_tokens=2,
+                         **kwargs)
+
+
+def test_tiny_model_overfits_one_batch():
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1),
+             ConditionSpec("color", "global", dim=5)]
+    model = _tiny_model(specs, dropout={"p_each": 0.0, "p_drop_all": 0.0, "p_keep_all": 0.0})
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 16, 16, generator=generator)
+    inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(150):
+        loss = model(images=images, inputs=inputs, generator=torch.Generator().manual_seed(7))  # same t and noise
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("depth", "local", channels=1),
+             ConditionSpec("grounding", "grounding", dim=6)]
+    model = _tiny_model(specs)
+    with torch.no_grad():  # make the zero-initialised parts non-trivial
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    model.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = ComposerModel.from_pretrained(tmp_path / "model")
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
+    images = torch.rand(2, 3, 16, 16, generator=generator)
+    assert torch.equal(model.loss(images, inputs, torch.Generator().manual_seed(3)),
+                       loaded.loss(images, inputs, torch.Generator().manual_seed(3)))
+    assert loaded.conditioner.names == ["caption", "depth", "grounding"]
+
+
+def test_latent_space_with_a_vae_from_a_path(tmp_path):
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
+    unet = UNet2DConditionModel(**tiny_unet_config(sample_size=8, channels=4, block_out_channels=(16, 32),
+                                                   cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+                                                   attention_levels=1))
+    vae.save_pretrained(tmp_path / "vae")
+    unet.save_pretrained(tmp_path / "unet")
+    specs = [ConditionSpec("caption", "text", dim=16), ConditionSpec("sketch", "local", channels=1)]
+    model = ComposerModel.adapter(tmp_path / "unet", conditions=[s.to_dict() for s in specs], vae_path=tmp_path / "vae")
+    assert model.latent_size(16, 16) == (8, 8) and model.image_channels == 4
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}  # sketch at image size: 16 px
+    loss = model.loss(torch.rand(2, 3, 16, 16), inputs, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and model.conditioner.encoders["sketch"].downsample == 2
+    assert all(p.grad is None for p in model.vae.parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_loss():
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1)]
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
+    images = torch.rand(2, 3, 16, 16)
+    plain = _tiny_model(specs).loss(images, inputs, torch.Generator().manual_seed(0))
+    model = _tiny_model(specs)
+    model.unet.enable_gradient_checkpointing()
+    model.train()
+    checkpointed = model.loss(images, inputs, torch.Generator().manual_seed(0))
+    checkpointed.backward()
+    assert torch.allclose(plain, checkpointed)
+
+
+def test_bad_model_settings():
+    with pytest.raises(ValueError, match="prediction_type"):
+        _tiny_model([CAPTION], prediction_type="sample")
+    with pytest.raises(ValueError, match="at least one condition"):
+        ComposerModel(conditions=[])
+
+
+@pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.stem)
+def test_every_fresh_condition_can_learn(path):
+    """Zero-init must not cut the gradient: at step 0 every encoder's output layer gets a gradient.
+    (Two zero-initialised layers in series would pass each other none, forever.)"""
+    spec = condition_spec(path)
+    specs = [ConditionSpec("caption", "text", dim=12)] + ([spec] if spec.kind != "text" else [])
+    model = _tiny_model(specs, dropout={"p_each": 0.0, "p_drop_all": 0.0, "p_keep_all": 0.0})
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
+    images = torch.rand(4, 3, 16, 16, generator=generator)
+    model(images=images, inputs=inputs, generator=torch.Generator().manual_seed(1)).backward()
+    if spec.kind == "grounding":
+        # GLIGEN: at step 0 only the (zero) gates get gradient; once they move, the tokens do.
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
+        model.zero_grad()
+        model(images=images, inputs=inputs, generator=torch.Generator().manual_seed(1)).backward()
+    encoder = model.conditioner.encoders[specs[-1].name]
+    last = {"local": lambda e: e.out.weight, "global": lambda e: e.to_time[-1].weight,
+            "text": lambda e: e.sentence.to_time[-1].weight,
+            "grounding": lambda e: e.projection.linears[-1].weight}[specs[-1].kind](encoder)
+    assert last.grad is not None and last.grad.abs().sum() > 0, specs[-1].name
+    if spec.kind == "global":  # token conditions open the gated self-attention
+        gates = [m.alpha_attn for m in model.unet.modules() if hasattr(m, "alpha_attn")]
+        assert gates and all(g.grad is not None and g.grad.abs() > 0 for g in gates)
