@@ -25,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+# benchmarks/decompose.py is named like the package: keep this folder off the import path.
+sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
