@@ -214,6 +214,8 @@ def main(cfg: DictConfig) -> None:
         ema.store(trainable)
         ema.copy_to(trainable)
         raw.save_pretrained(str(raw_final), safe_serialization=True)  # EMA weights, ready for sampling
+        # How to decompose images for this model (used by composer.edit / composer.recombine).
+        (raw_final / "conditions.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(conditions)))
         ema.restore(trainable)
         minutes = (time.perf_counter() - started) / 60
         accelerator.print(f"done: {state['step']} steps in {minutes:.1f} min; model (EMA) in {raw_final}, "

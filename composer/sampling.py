@@ -1,9 +1,12 @@
-"""Sampling with guidance (Composer, Huang et al. 2023, sec. 3.2; classifier-free guidance, Ho &
-Salimans 2022), both branches in one batched forward pass."""
+"""The denoising loop with Composer's two-subset guidance (Huang et al. 2023, sec. 3.2; with
+c1 empty it is classifier-free guidance, Ho & Salimans 2022). Both branches run in one batched
+forward pass. Any diffusers scheduler works (DDIM, DPM-Solver++, Euler, ...)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from diffusers import DDIMScheduler
@@ -37,28 +40,67 @@ def concat_outputs(first: ConditionOutputs, second: ConditionOutputs) -> Conditi
     )
 
 
+def guide(with_c2: torch.Tensor, with_c1: torch.Tensor, weight: float) -> torch.Tensor:
+    """`w * eps(x_t, c2) + (1 - w) * eps(x_t, c1)` (Composer eq. 2)."""
+    return weight * with_c2 + (1 - weight) * with_c1
+
+
+@dataclass
+class KnownRegion:
+    """Region-restricted editing: `x0` (the source, in the model's space) is kept where `keep` is 1."""
+
+    x0: torch.Tensor  # [B, C, h, w]
+    keep: torch.Tensor  # [B, 1, h, w] float, 1 = keep (outside the edit mask)
+    noise: torch.Tensor  # [B, C, h, w], fixed for the whole run
+
+
 @torch.no_grad()
 def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, torch.Tensor],
                   keep_c1: Mapping[str, torch.Tensor], size: tuple[int, int], guidance: float = 3.0,
                   steps: int = 50, generator: torch.Generator | None = None, progress: bool = False,
-                  strength: Mapping[str, float] | None = None) -> torch.Tensor:
-    """Images `[B, 3, H, W]` in [0, 1] from `eps = w * eps(x_t, c2) + (1 - w) * eps(x_t, c1)`.
+                  strength: Mapping[str, float] | None = None, scheduler=None, latents: torch.Tensor | None = None,
+                  grounding_fraction: float | None = None, known: KnownRegion | None = None,
+                  decode: bool = True) -> torch.Tensor:
+    """Images `[B, 3, H, W]` in [0, 1] (or the final latents with `decode=False`).
 
-    `keep_c2` / `keep_c1` say per condition and sample which conditions each branch sees; with
-    every `keep_c1` False this is classifier-free guidance with weight w.
+    `keep_c2` / `keep_c1` say per condition and sample which conditions each branch sees.
+    `grounding_fraction` (GLIGEN scheduled sampling): grounding conditions are on for the first
+    `fraction * steps` steps only. `known` re-imposes a region of a source image at every step.
     """
     batch = next(iter(keep_c2.values())).shape[0]
     height, width = model.latent_size(*size)
-    scheduler = DDIMScheduler.from_config(model.noise_scheduler.config)
+    if scheduler is None:
+        scheduler = DDIMScheduler.from_config(model.noise_scheduler.config)
     scheduler.set_timesteps(steps, device=model.device)
-    noise = torch.randn((batch, model.image_channels, height, width), generator=generator)
-    sample = noise.to(model.device) * scheduler.init_noise_sigma
-    both = concat_outputs(model.condition(inputs, keep_c2, batch, (height, width), strength),
-                          model.condition(inputs, keep_c1, batch, (height, width), strength))
-    for timestep in tqdm(scheduler.timesteps, disable=not progress, desc="sampling"):
+    if latents is None:
+        latents = torch.randn((batch, model.image_channels, height, width), generator=generator).to(model.device)
+        latents = latents * scheduler.init_noise_sigma
+    sample = latents.to(model.device)
+
+    def conditioning(with_grounding: bool) -> ConditionOutputs:
+        def mask(keep):
+            if with_grounding:
+                return keep
+            return {name: value & (model.conditioner.specs[name].kind != "grounding") for name, value in keep.items()}
+
+        return concat_outputs(model.condition(inputs, mask(keep_c2), batch, (height, width), strength),
+                              model.condition(inputs, mask(keep_c1), batch, (height, width), strength))
+
+    early = conditioning(True)
+    has_grounding = any(spec.kind == "grounding" for spec in model.conditioner.specs.values())
+    late = conditioning(False) if grounding_fraction is not None and has_grounding else early
+    switch = len(scheduler.timesteps) if grounding_fraction is None else round(grounding_fraction * len(scheduler.timesteps))
+    timesteps = scheduler.timesteps
+    # Stochastic schedulers take the generator; deterministic ones (UniPC, ...) have no such argument.
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    for index, timestep in enumerate(tqdm(timesteps, disable=not progress, desc="sampling")):
+        both = early if index < switch else late
         doubled = scheduler.scale_model_input(torch.cat([sample, sample]), timestep)
         prediction = model(doubled, timestep.expand(2 * batch), both).float()
         with_c2, with_c1 = prediction.chunk(2)
-        guided = guidance * with_c2 + (1 - guidance) * with_c1
-        sample = scheduler.step(guided, timestep, sample, generator=generator).prev_sample
-    return model.decode(sample)
+        sample = scheduler.step(guide(with_c2, with_c1, guidance), timestep, sample, **step_kwargs).prev_sample
+        if known is not None:
+            following = timesteps[index + 1] if index + 1 < len(timesteps) else None
+            source = known.x0 if following is None else scheduler.add_noise(known.x0, known.noise, following.reshape(1))
+            sample = known.keep * source + (1 - known.keep) * sample
+    return model.decode(sample) if decode else sample

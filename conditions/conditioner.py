@@ -57,49 +57,72 @@ class Conditioner(nn.Module):
     def names(self) -> list[str]:
         return list(self.specs)
 
+    def _empty_input(self, spec: ConditionSpec, encoder: nn.Module, batch: int, size: tuple[int, int], device):
+        """Stands in for an absent input (the condition is then dropped for every sample)."""
+        if spec.kind == "text":
+            return TextInput(torch.zeros(batch, spec.dim, device=device), torch.zeros(batch, 1, spec.dim, device=device),
+                             torch.ones(batch, 1, dtype=torch.bool, device=device))
+        if spec.kind == "global":
+            return torch.zeros(batch, spec.dim, device=device)
+        if spec.kind == "local":
+            factor = encoder.downsample
+            return torch.zeros(batch, spec.channels, size[0] * factor, size[1] * factor, device=device)
+        return GroundingInput(torch.zeros(batch, 1, 4, device=device), torch.zeros(batch, 1, spec.dim, device=device),
+                              torch.zeros(batch, 1, dtype=torch.bool, device=device))
+
+    @staticmethod
+    def _encode(spec: ConditionSpec, encoder: nn.Module, value, keep: torch.Tensor, size: tuple[int, int]) -> dict:
+        """One condition's contributions: any of time, context (+ mask), tokens, local."""
+        if spec.kind == "text":
+            time, context, mask = encoder(value, keep)
+            return {"time": time, "context": context, "mask": mask}
+        if spec.kind == "global":
+            time, tokens = encoder(value, keep)
+            return {"time": time} if tokens is None else {"time": time, "tokens": tokens}
+        if spec.kind == "local":
+            return {"local": encoder(value, keep, size)}
+        return {"tokens": encoder(value, keep)}
+
     def forward(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
                 size: tuple[int, int], device: torch.device, dtype: torch.dtype,
                 strength: Mapping[str, float] | None = None) -> ConditionOutputs:
         """`inputs[name]` per condition (missing = dropped for every sample); `keep[name]` [B] bool.
 
-        `strength[name]` scales a condition's contribution (1 = as trained, 0 = as if dropped).
+        `strength[name]` blends a condition between dropped (0) and as trained (1), so 0 is exactly
+        dropping it; above 1 it is emphasised (extrapolated away from dropped).
         """
         strength = strength or {}
+        unknown = set(strength) - set(self.specs)
+        if unknown:
+            raise ValueError(f"strength names unknown conditions {sorted(unknown)}; conditions are {self.names}")
         time = torch.zeros(batch, self.time_dim, device=device, dtype=dtype)
         local = torch.zeros(batch, self.local_width, *size, device=device, dtype=dtype)
         context, context_mask = None, None
         token_parts: list[torch.Tensor] = []
+        dropped_keep = torch.zeros(batch, dtype=torch.bool, device=device)
         for name, spec in self.specs.items():
             encoder = self.encoders[name]
             value = inputs.get(name)
             keep_name = keep.get(name) if value is not None else None
+            if value is None:
+                value = self._empty_input(spec, encoder, batch, size, device)
             if keep_name is None:
-                keep_name = torch.zeros(batch, dtype=torch.bool, device=device)
+                keep_name = dropped_keep
             weight = float(strength.get(name, 1.0))
-            if spec.kind == "text":
-                if value is None:
-                    value = TextInput(torch.zeros(batch, spec.dim, device=device), torch.zeros(batch, 1, spec.dim, device=device),
-                                      torch.ones(batch, 1, dtype=torch.bool, device=device))
-                part_time, context, context_mask = encoder(value, keep_name)
-                time = time + weight * part_time
-            elif spec.kind == "global":
-                if value is None:
-                    value = torch.zeros(batch, spec.dim, device=device)
-                part_time, tokens = encoder(value, keep_name)
-                time = time + weight * part_time
-                if tokens is not None:
-                    token_parts.append(weight * tokens)
-            elif spec.kind == "local":
-                if value is None:
-                    value = torch.zeros(batch, spec.channels, size[0] * encoder.downsample, size[1] * encoder.downsample,
-                                        device=device)
-                local = local + weight * encoder(value, keep_name, size)
-            else:
-                if value is None:
-                    value = GroundingInput(torch.zeros(batch, 1, 4, device=device),
-                                           torch.zeros(batch, 1, spec.dim, device=device),
-                                           torch.zeros(batch, 1, dtype=torch.bool, device=device))
-                token_parts.append(weight * encoder(value, keep_name))
+            parts = self._encode(spec, encoder, value, keep_name if weight != 0 else dropped_keep, size)
+            if weight not in (0.0, 1.0):
+                dropped = self._encode(spec, encoder, value, dropped_keep, size)
+                for key in parts:
+                    if key == "mask":
+                        parts[key] = parts[key] | dropped[key]  # attend to what either side has
+                    else:
+                        parts[key] = dropped[key] + weight * (parts[key] - dropped[key])
+            time = time + parts["time"] if "time" in parts else time
+            local = local + parts["local"] if "local" in parts else local
+            if "tokens" in parts:
+                token_parts.append(parts["tokens"])
+            if "context" in parts:
+                context, context_mask = parts["context"], parts["mask"]
         if context is None:
             context = self.empty_context.expand(batch, -1, -1).to(dtype)
             context_mask = torch.ones(batch, 1, dtype=torch.bool, device=device)

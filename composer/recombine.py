@@ -1,0 +1,113 @@
+"""`python -m composer.recombine checkpoint=DIR sketch=A.png color=B.png caption="..." out=OUT.png`
+
+Compositional generation (Composer, Huang et al. 2023, sec. 4.3): each condition may come from
+its own image. Writes one grid PNG: the source images, the representation taken from each, and
+the result. A hydra app: `--multirun guidance=2,4 seed=0,1,2` sweeps and writes index.jsonl.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image, ImageDraw
+
+from decompose import load_image
+from decompose.render import palette_swatch, to_pil
+
+from .cli import build_pipeline, image_size, index_path, write_index
+from .layout import load_layout
+
+IMAGE_CONDITIONS = ("sketch", "color", "depth", "intensity", "instances", "masked_image", "image_embedding")
+
+
+def representation_picture(name: str, value, size: int) -> Image.Image:
+    """What a condition took from its image, as a picture."""
+    if name == "color":
+        return palette_swatch(value[0]).resize((size, size // 4))
+    if isinstance(value, torch.Tensor) and value.ndim == 4:
+        channels = value[0, :3] if value.shape[1] >= 3 else value[0, :1]
+        return to_pil(channels.float().cpu()).resize((size, size), Image.Resampling.NEAREST)
+    picture = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(picture).text((4, size // 2), name, fill="black")
+    return picture
+
+
+def grid(columns: list[tuple[str, Image.Image, Image.Image | None]], result: Image.Image, tile: int = 160) -> Image.Image:
+    """One column per source (image above, its representation below), then the result."""
+    width = (len(columns) + 1) * (tile + 4)
+    canvas = Image.new("RGB", (width, 2 * tile + 40), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, (label, source, representation) in enumerate(columns):
+        left = index * (tile + 4)
+        draw.text((left + 2, 2), label, fill="black")
+        canvas.paste(source.resize((tile, tile), Image.Resampling.NEAREST), (left, 16))
+        if representation is not None:
+            canvas.paste(representation.resize((tile, representation.height * tile // representation.width)),
+                         (left, 20 + tile))
+    left = len(columns) * (tile + 4)
+    draw.text((left + 2, 2), "result", fill="black")
+    canvas.paste(result.resize((tile, tile), Image.Resampling.NEAREST), (left, 16))
+    return canvas
+
+
+def run(cfg: DictConfig) -> Path:
+    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler)
+    size = image_size(pipe)
+    paths = {name: cfg[name] for name in IMAGE_CONDITIONS if cfg.get(name)}
+    unknown = [name for name in paths if name not in pipe.condition_names]
+    if unknown:
+        raise ValueError(f"this model has no condition {unknown}; it has {pipe.condition_names}")
+    loaded: dict[str, torch.Tensor] = {}
+    images = {}
+    for name, path in paths.items():  # the same file twice is decomposed once
+        if path not in loaded:
+            loaded[path] = load_image(path, size)[None].expand(cfg.batch, -1, -1, -1).to(pipe.device)
+        images[name] = loaded[path]
+    layout = load_layout(cfg.layout) if cfg.layout else None
+    caption = cfg.caption or (layout.caption if layout else None)
+    captions = [caption] * cfg.batch if caption else None
+    conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \
+        [s.spec.name for s in pipe.sources if s.spec.kind == "grounding" and layout]
+    if not conditions:
+        raise ValueError("give at least one condition: an image for " + ", ".join(IMAGE_CONDITIONS) + ", a caption or a layout")
+    inputs = pipe.decompose(images, captions, layout=layout) if images else {}
+    if not images:
+        if captions:
+            inputs.update(pipe.decompose_captions(captions))
+        if layout:
+            inputs.update(pipe.layout_inputs(layout, cfg.batch))
+    result = pipe(inputs, conditions=conditions, negative=list(cfg.negative), guidance=cfg.guidance,
+                  strength=dict(cfg.strength), grounding_fraction=cfg.grounding_fraction, num_inference_steps=cfg.steps,
+                  generator=torch.Generator().manual_seed(cfg.seed), size=(size, size), batch_size=cfg.batch,
+                  progress=True)
+    columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()), representation_picture(name, inputs[name], size))
+               for name, path in paths.items() if name in inputs]
+    if caption:
+        columns.append((f"caption: {caption[:40]}", Image.new("RGB", (size, size), "white"), None))
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    picture = grid(columns, result.images[0])
+    picture.save(out)
+    for index, image in enumerate(result.images[1:], start=1):
+        image.save(out.with_name(f"{out.stem}-{index}{out.suffix}"))
+    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "out"}
+    write_index(index_path(out), {"output": str(out.resolve()), **settings})
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="recombine")
+def main(cfg: DictConfig) -> None:
+    try:
+        out = run(cfg)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
