@@ -19,7 +19,7 @@ from decompose import load_image
 from decompose.render import palette_swatch, to_pil
 
 from .cli import build_pipeline, image_size, index_path, write_index
-from .layout import load_layout
+from .layout import LayoutClient, load_layout
 
 IMAGE_CONDITIONS = ("sketch", "color", "depth", "intensity", "instances", "masked_image", "image_embedding")
 
@@ -68,6 +68,11 @@ def run(cfg: DictConfig) -> Path:
             loaded[path] = load_image(path, size)[None].expand(cfg.batch, -1, -1, -1).to(pipe.device)
         images[name] = loaded[path]
     layout = load_layout(cfg.layout) if cfg.layout else None
+    if cfg.prompt and layout is None:
+        if not cfg.llm.url or not cfg.llm.model:
+            raise ValueError("prompt= asks an LLM for the layout: give llm.url and llm.model (or a layout file)")
+        layout = LayoutClient(cfg.llm.url, cfg.llm.model, cfg.llm.api_key, cfg.llm.timeout)(cfg.prompt)
+        print(f"layout from the LLM: {layout}", file=sys.stderr)
     caption = cfg.caption or (layout.caption if layout else None)
     captions = [caption] * cfg.batch if caption else None
     conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \

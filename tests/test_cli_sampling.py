@@ -87,3 +87,22 @@ def test_recombine_errors(trained, files, tmp_path):
     assert result.returncode == 2 and "not a Composer model folder" in result.stderr
     result = _run("-m", "composer.recombine", f"checkpoint={trained}", "image_embedding=" + str(files / "scene0.png"))
     assert result.returncode == 2 and "has no condition ['image_embedding']" in result.stderr
+
+
+def test_recombine_asks_a_local_llm_for_the_layout(trained, tmp_path):
+    from tests.test_layout import GOOD, _ChatServer
+
+    server = _ChatServer(GOOD)
+    try:
+        out = tmp_path / "llm.png"
+        result = _run("-m", "composer.recombine", f"checkpoint={trained}", "prompt=a red circle and a blue star",
+                      f"llm.url={server.url}", "llm.model=local", f"out={out}", "steps=2")
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.is_file() and "a red circle" in server.received[0][1]["messages"][-1]["content"]
+    record = json.loads((tmp_path / "index.jsonl").read_text().splitlines()[-1])
+    assert record["prompt"] == "a red circle and a blue star"
+    unreachable = _run("-m", "composer.recombine", f"checkpoint={trained}", "prompt=x", f"llm.url={server.url}",
+                       "llm.model=local", "llm.timeout=5", f"out={tmp_path / 'no.png'}")
+    assert unreachable.returncode == 2 and "cannot reach the LLM endpoint" in unreachable.stderr
