@@ -83,6 +83,22 @@ def image_and_mask(image_path: str, mask_path: str, size: int) -> tuple[torch.Te
     return image, torch.from_numpy(np.asarray(mask) > 127).float()[None, None]
 
 
+def record_output(cfg, out: Path) -> None:
+    """Add `out` and the settings that made it (all of `cfg` but `out`) to the index."""
+    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "out"}
+    write_index(index_path(out), {"output": str(out.resolve()), **settings})
+
+
+def run_or_exit(run, cfg) -> None:
+    """Run an entry point: bad input ends with one `error:` line and exit code 2, not a traceback."""
+    try:
+        out = run(cfg)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {out}")
+
+
 def write_index(index_file: Path, record: dict) -> None:
     """One JSON line per output, with the settings that made it."""
     index_file.parent.mkdir(parents=True, exist_ok=True)

@@ -7,14 +7,13 @@ A hydra app: `--multirun guidance=1,3,5 seed=0,1` sweeps and writes index.jsonl.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .cli import build_pipeline, image_and_mask, image_size, index_path, write_index
+from .cli import build_pipeline, image_and_mask, image_size, record_output, run_or_exit
 
 
 def run(cfg: DictConfig) -> Path:
@@ -30,19 +29,13 @@ def run(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.images[0].save(out)
-    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "out"}
-    write_index(index_path(out), {"output": str(out.resolve()), **settings})
+    record_output(cfg, out)
     return out
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="edit")
 def main(cfg: DictConfig) -> None:
-    try:
-        out = run(cfg)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote {out}")
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .sampling import guided_sample
-
-
-def keep_only(names: Sequence[str], subset: Sequence[str], batch: int, device) -> dict[str, torch.Tensor]:
-    unknown = set(subset) - set(names)
-    if unknown:
-        raise ValueError(f"subset names unknown conditions {sorted(unknown)}; conditions are {list(names)}")
-    return {name: torch.full((batch,), name in subset, dtype=torch.bool, device=device) for name in names}
+from .sampling import guided_sample, keep_only
 
 
 @torch.no_grad()
@@ -29,7 +22,7 @@ def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, s
     rows = {"source": images.float().cpu()}
     for label, subset in subsets.items():
         generator = torch.Generator().manual_seed(seed)  # same noise in every row: rows differ by conditions only
-        keep = keep_only(names, list(names) if subset == "all" else subset, batch, model.device)
+        keep = keep_only(names, subset, batch, model.device)
         rows[label] = guided_sample(model, inputs, keep, nothing, tuple(images.shape[-2:]), guidance, steps,
                                     generator).cpu()
     return rows

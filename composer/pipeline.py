@@ -30,7 +30,7 @@ from decompose.masked_image import check_masks
 from .inputs import ConditionSource, PhraseEncoder, condition_inputs
 from .layout import Layout
 from .model import ComposerModel
-from .sampling import KnownRegion, guided_sample
+from .sampling import KnownRegion, guided_sample, keep_only
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,
@@ -125,9 +125,7 @@ class ComposerPipeline(DiffusionPipeline):
         """The grounding input (and caption, when none is given otherwise) of an LMD layout."""
         from conditions import GroundingInput
 
-        grounding = [s for s in self.sources if s.spec.kind == "grounding"] or [
-            s for s in (ConditionSource(spec, spec.name) for spec in self.model.conditioner.specs.values())
-            if s.spec.kind == "grounding"]
+        grounding = [spec.name for spec in self.model.conditioner.specs.values() if spec.kind == "grounding"]
         if not grounding:
             raise ValueError("this model has no grounding condition: a layout's boxes cannot be used")
         if self.phrase_encoder is None:
@@ -140,17 +138,12 @@ class ComposerPipeline(DiffusionPipeline):
             boxes[:, index] = torch.tensor(obj.box)
             valid[:, index] = True
         phrases = self.phrase_encoder([[obj.phrase for obj in layout.objects]] * batch, slots, self.device)
-        return {grounding[0].spec.name: GroundingInput(boxes.to(self.device), phrases, valid.to(self.device))}
+        return {grounding[0]: GroundingInput(boxes.to(self.device), phrases, valid.to(self.device))}
 
     # --- generation -----------------------------------------------------------------------------
 
     def keep_mask(self, names: Sequence[str] | str, batch: int) -> dict[str, torch.Tensor]:
-        chosen = list(self.condition_names) if names == "all" else list(names)
-        unknown = set(chosen) - set(self.condition_names)
-        if unknown:
-            raise ValueError(f"unknown conditions {sorted(unknown)}; conditions are {self.condition_names}")
-        return {name: torch.full((batch,), name in chosen, dtype=torch.bool, device=self.device)
-                for name in self.condition_names}
+        return keep_only(self.condition_names, names, batch, self.device)
 
     @torch.no_grad()
     def __call__(self, inputs: Mapping[str, object] | None = None, *,

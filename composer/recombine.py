@@ -12,13 +12,13 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image, ImageDraw
 
 from decompose import load_image
 from decompose.render import palette_swatch, to_pil
 
-from .cli import build_pipeline, image_size, index_path, write_index
+from .cli import build_pipeline, image_size, record_output, run_or_exit
 from .layout import LayoutClient, load_layout
 
 IMAGE_CONDITIONS = ("sketch", "color", "depth", "intensity", "instances", "masked_image", "image_embedding")
@@ -99,19 +99,13 @@ def run(cfg: DictConfig) -> Path:
     picture.save(out)
     for index, image in enumerate(result.images[1:], start=1):
         image.save(out.with_name(f"{out.stem}-{index}{out.suffix}"))
-    settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "out"}
-    write_index(index_path(out), {"output": str(out.resolve()), **settings})
+    record_output(cfg, out)
     return out
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="recombine")
 def main(cfg: DictConfig) -> None:
-    try:
-        out = run(cfg)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote {out}")
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ forward pass. Any diffusers scheduler works (DDIM, DPM-Solver++, Euler, ...)."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +38,15 @@ def concat_outputs(first: ConditionOutputs, second: ConditionOutputs) -> Conditi
         tokens=tokens,
         local=torch.cat([first.local, second.local]),
     )
+
+
+def keep_only(names: Sequence[str], subset: Sequence[str] | str, batch: int, device) -> dict[str, torch.Tensor]:
+    """`{name: [B] bool}`: True for the conditions in `subset` ("all" = every one)."""
+    chosen = list(names) if subset == "all" else list(subset)
+    unknown = set(chosen) - set(names)
+    if unknown:
+        raise ValueError(f"unknown conditions {sorted(unknown)}; conditions are {list(names)}")
+    return {name: torch.full((batch,), name in chosen, dtype=torch.bool, device=device) for name in names}
 
 
 def guide(with_c2: torch.Tensor, with_c1: torch.Tensor, weight: float) -> torch.Tensor:
