@@ -50,7 +50,10 @@ class Conditioner(nn.Module):
                 self.encoders[spec.name] = LocalEncoder(spec.channels, local_width, local_downsample)
             else:
                 self.encoders[spec.name] = GroundingEncoder(spec.dim, context_dim, max_objects)
-        self.empty_context = nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
+        # Without a caption the context is one learned token; with one, no such parameter exists
+        # (an unused parameter would stall DDP's gradient reduction).
+        has_text = any(spec.kind == "text" for spec in specs)
+        self.empty_context = None if has_text else nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
         self.time_dim, self.context_dim, self.local_width = time_dim, context_dim, local_width
 
     @property

@@ -201,3 +201,15 @@ def test_every_fresh_condition_can_learn(path):
     if spec.kind == "global":  # token conditions open the gated self-attention
         gates = [m.alpha_attn for m in model.unet.modules() if hasattr(m, "alpha_attn")]
         assert gates and all(g.grad is not None and g.grad.abs() > 0 for g in gates)
+
+
+def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search():
+    """DDP (find_unused_parameters=False) stalls on parameters the loss never touches."""
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1),
+             ConditionSpec("color", "global", dim=5), ConditionSpec("grounding", "grounding", dim=6)]
+    model = _tiny_model(specs, dropout={"p_each": 0.5, "p_drop_all": 0.1, "p_keep_all": 0.1})
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
+    model(images=torch.rand(4, 3, 16, 16), inputs=inputs, generator=torch.Generator().manual_seed(2)).backward()
+    untouched = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not untouched, untouched
