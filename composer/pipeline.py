@@ -113,7 +113,9 @@ class ComposerPipeline(DiffusionPipeline):
                 text = list(captions) if captions is not None else [""] * batch.shape[0]
                 parts = self.decomposer(batch, captions=[t or "an image" for t in text], masks=masks, generator=generator)
                 decomposed[key] = condition_inputs(parts, self.sources)
-            if name in decomposed[key]:
+            # The caption condition comes from real captions only (below), never from the
+            # placeholder text the decomposer needs.
+            if name in decomposed[key] and self.model.conditioner.specs[name].kind != "text":
                 inputs[name] = decomposed[key][name]
         if captions is not None:
             inputs.update(self.decompose_captions(captions))
@@ -122,7 +124,7 @@ class ComposerPipeline(DiffusionPipeline):
         return inputs
 
     def layout_inputs(self, layout: Layout, batch: int) -> dict[str, object]:
-        """The grounding input (and caption, when none is given otherwise) of an LMD layout."""
+        """The grounding input of an LMD layout: its boxes, and its phrases embedded."""
         from conditions import GroundingInput
 
         grounding = [spec.name for spec in self.model.conditioner.specs.values() if spec.kind == "grounding"]
@@ -161,7 +163,7 @@ class ComposerPipeline(DiffusionPipeline):
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         all_inputs: dict[str, object] = dict(inputs or {})
-        reference = edit_image if edit_image is not None else None
+        reference = edit_image
         if images is not None:
             all_inputs.update(self.decompose(images, captions, generator=generator))
             first = images if isinstance(images, torch.Tensor) else next(iter(images.values()))

@@ -12,7 +12,7 @@ from composer.pipeline import SCHEDULERS, ComposerPipeline, load_model
 from composer.sampling import guide, guided_sample
 from conditions import ConditionSpec, GroundingInput, TextInput
 
-SPECS = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1),
+SPECS = [ConditionSpec("caption", "text", dim=384), ConditionSpec("sketch", "local", channels=1),
          ConditionSpec("color", "global", dim=5), ConditionSpec("grounding", "grounding", dim=6),
          ConditionSpec("masked_image", "local", channels=4)]
 
@@ -34,7 +34,7 @@ def _inputs(batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     boxes = torch.tensor([[0.1, 0.1, 0.5, 0.5], [0.5, 0.4, 0.9, 0.9]]).expand(batch, -1, -1)
     return {
-        "caption": TextInput(torch.randn(batch, 12, generator=g), torch.randn(batch, 4, 12, generator=g),
+        "caption": TextInput(torch.randn(batch, 384, generator=g), torch.randn(batch, 4, 384, generator=g),
                              torch.ones(batch, 4, dtype=torch.bool)),
         "sketch": torch.rand(batch, 1, 16, 16, generator=g),
         "color": torch.rand(batch, 5, generator=g),
@@ -183,3 +183,21 @@ def test_checkpoint_without_weights_is_a_clear_error(tmp_path, model):
         load_model(tmp_path / "model")
     with pytest.raises(ValueError, match="not a Composer model folder"):
         load_model(tmp_path / "elsewhere")
+
+
+def test_raw_images_without_captions_never_condition_on_placeholder_text(model):
+    from composer.inputs import ConditionSource, PhraseEncoder
+    from decompose import ClassicalSketch, DatasetCaptions, Decomposer, TextEncoder
+
+    text = TextEncoder.minilm()
+    specs = {s.name: s for s in SPECS}
+    sources = [ConditionSource(specs["caption"], "text"), ConditionSource(specs["sketch"], "sketch")]
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config),
+                            decomposer=Decomposer([DatasetCaptions(), text, ClassicalSketch()]), sources=sources,
+                            phrase_encoder=PhraseEncoder(text))
+    images = torch.rand(2, 3, 16, 16)
+    without = pipe.decompose(images)
+    assert "sketch" in without and "caption" not in without
+    with_captions = pipe.decompose(images, captions=["a red circle", "a blue star"])
+    expected = text.encode(["a red circle", "a blue star"]).sentence
+    assert torch.allclose(with_captions["caption"].sentence, expected)
