@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from composer.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from composer.data import Batch, Collate, Sample, SkipTally, data_loader
 from composer.grids import grid_image, reconstructions
-from composer.inputs import PhraseEncoder, condition_inputs, sources_from_config
+from composer.inputs import PhraseEncoder, batch_inputs, sources_from_config
 from decompose import DatasetCaptions, Decomposer, TextEncoder
 
 logger = logging.getLogger("composer.train")
@@ -140,9 +140,7 @@ def main(cfg: DictConfig) -> None:
 
     def prepare_inputs(batch: Batch, generator: torch.Generator):
         batch = batch.to(device)
-        parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(), generator=generator)
-        phrases = phrase_encoder(batch.phrases, batch.boxes.shape[1], device) if phrase_encoder else None
-        return batch, condition_inputs(parts, sources, batch.boxes, batch.box_valid, phrases)
+        return batch, batch_inputs(decomposer, sources, phrase_encoder, batch, generator)
 
     # --- the loop ------------------------------------------------------------------------------
     metrics_path = run_dir / "metrics.jsonl"

@@ -27,8 +27,10 @@ from .inputs import PhraseEncoder, sources_from_config
 from .pipeline import ComposerPipeline, model_folder
 
 
-def build_pipeline(checkpoint: str, scheduler: str = "ddim") -> ComposerPipeline:
-    """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights)."""
+def build_pipeline(checkpoint: str, scheduler: str = "ddim", annotations: bool = False) -> ComposerPipeline:
+    """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights).
+    With `annotations`, extractors that pass a dataset's ground truth through are kept (for
+    evaluating on that dataset)."""
     pipe = ComposerPipeline.from_checkpoint(checkpoint, scheduler)  # checks the folder and its weights first
     folder = model_folder(checkpoint)
     conditions_file = folder / "conditions.yaml"
@@ -38,7 +40,7 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim") -> ComposerPipeline
     extractors = [instantiate(settings["extractor"]) for settings in conditions.values() if settings.get("extractor")]
     # Annotation extractors pass a dataset's ground truth through; a user's image has none, so
     # those conditions (the scenes' instances and depth) are left out: dropped when sampling.
-    annotated = [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
+    annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
     if annotated:
         print("note: conditions from dataset annotations are left out for new images: "
               + ", ".join(e.name for e in annotated), file=sys.stderr)

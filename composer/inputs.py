@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from conditions import ConditionSpec, GroundingInput, TextInput
-from decompose import Decomposition, TextEncoder
+from decompose import Decomposer, Decomposition, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], b
         else:
             inputs[name] = _trainable(value)
     return inputs
+
+
+def batch_inputs(decomposer: Decomposer, sources: Sequence[ConditionSource], phrase_encoder: PhraseEncoder | None,
+                 batch, generator: torch.Generator | None = None) -> dict[str, object]:
+    """Condition inputs of a collated `composer.data.Batch` (on the decomposer's device): its images
+    decomposed with its captions and annotations, its boxes and embedded phrases for grounding."""
+    parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(), generator=generator)
+    phrases = phrase_encoder(batch.phrases, batch.boxes.shape[1], batch.images.device) if phrase_encoder else None
+    return condition_inputs(parts, sources, batch.boxes, batch.box_valid, phrases)
 
 
 def sources_from_config(conditions: Mapping[str, Mapping]) -> list[ConditionSource]:

@@ -7,7 +7,7 @@ GLIGEN's gated self-attention (Li et al. 2023).
 - Global conditions and the caption's sentence embedding: summed and added to the timestep
   embedding (through the UNet's class-embedding hook, set to identity).
 - Caption words: cross-attention context. Global tokens and grounding tokens: the gated
-  self-attention (`GatedSelfAttentionDense`), whose tanh gates start at 0.
+  self-attention (`GatedSelfAttentionDense`), whose output layers start at 0.
 
 So a fresh model (or fresh adapters on a pretrained UNet) gives exactly the base UNet's output.
 """
@@ -106,7 +106,7 @@ class ComposerModel(ModelMixin, ConfigMixin):
         self.unet.conv_in = ConcatConvIn(self.unet.conv_in, local_width)
         self.unet.class_embedding = nn.Identity()  # global conditions add to the timestep embedding
         self.unet.position_net = TokenPassthrough()
-        self.zero_gates()
+        self.zero_gated_attention()
 
         self.vae = None
         downsample = 1
@@ -154,12 +154,24 @@ class ComposerModel(ModelMixin, ConfigMixin):
         model.freeze_base()
         return model
 
-    def zero_gates(self) -> None:
-        """GLIGEN's gates start at 0 (diffusers' training script forgets to re-zero them)."""
+    def zero_gated_attention(self) -> None:
+        """The gated self-attention starts by adding exactly nothing (GLIGEN), yet learns at once.
+
+        GLIGEN zeroes the tanh gates. Then the attention behind a gate gets gradient only through
+        the gate, and the gate only through what a random attention adds: measured on the default
+        run (1,250 steps), the gates stayed below 2e-3 and boxes had no effect on the samples.
+        Instead the gates start at 1 and the output layers of the attention and of the
+        feed-forward at 0: one zero factor (as in ControlNet's zero convolutions), whose gradient
+        is the incoming features times the loss gradient, non-zero from the first step. The
+        output is still exactly the base UNet's until training moves them.
+        """
         for module in self.unet.modules():
             if isinstance(module, GatedSelfAttentionDense):
-                nn.init.zeros_(module.alpha_attn)
-                nn.init.zeros_(module.alpha_dense)
+                nn.init.ones_(module.alpha_attn)
+                nn.init.ones_(module.alpha_dense)
+                for last in (module.attn.to_out[0], module.ff.net[-1]):
+                    nn.init.zeros_(last.weight)
+                    nn.init.zeros_(last.bias)
 
     def freeze_base(self) -> None:
         """Only the new modules train: condition encoders, gated self-attention, conv_in's extra part."""

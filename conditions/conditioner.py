@@ -49,7 +49,7 @@ class Conditioner(nn.Module):
             elif spec.kind == "local":
                 self.encoders[spec.name] = LocalEncoder(spec.channels, local_width, local_downsample)
             else:
-                self.encoders[spec.name] = GroundingEncoder(spec.dim, context_dim, max_objects)
+                self.encoders[spec.name] = GroundingEncoder(spec.dim, context_dim, max_objects, local_width)
         # Without a caption the context is one learned token; with one, no such parameter exists
         # (an unused parameter would stall DDP's gradient reduction).
         has_text = any(spec.kind == "text" for spec in specs)
@@ -84,7 +84,8 @@ class Conditioner(nn.Module):
             return {"time": time} if tokens is None else {"time": time, "tokens": tokens}
         if spec.kind == "local":
             return {"local": encoder(value, keep, size)}
-        return {"tokens": encoder(value, keep)}
+        tokens, local = encoder(value, keep, size)
+        return {"tokens": tokens} if local is None else {"tokens": tokens, "local": local}
 
     def forward(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
                 size: tuple[int, int], device: torch.device, dtype: torch.dtype,

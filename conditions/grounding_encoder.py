@@ -2,6 +2,12 @@
 embedding (8 frequencies), is concatenated with its phrase's text embedding and an MLP makes one
 grounding token; empty slots use learned null features. diffusers' `GLIGENTextBoundingboxProjection`
 does exactly this; this module wraps it, and drops whole samples' grounding when dropout says so.
+
+Beyond GLIGEN, each kept object's token is also painted over its box as a local map (summed with
+the other local conditions). The gated self-attention has to match box coordinates against the
+visual tokens' positions, which a small UNet's features barely encode: measured on the default
+run, boxes alone changed the samples by nothing measurable (objects found in their box: 0.5%,
+as unconditional). The map hands the conv layers the layout directly, as instance masks do.
 """
 
 from __future__ import annotations
@@ -31,17 +37,40 @@ def check_boxes(boxes: torch.Tensor, valid: torch.Tensor) -> None:
 class GroundingEncoder(nn.Module):
     """`GroundingInput` -> grounding tokens `[B, N, token_dim]`."""
 
-    def __init__(self, phrase_dim: int, token_dim: int, max_objects: int = 30):
+    def __init__(self, phrase_dim: int, token_dim: int, max_objects: int = 30, local_width: int = 0):
         super().__init__()
         self.projection = GLIGENTextBoundingboxProjection(positive_len=phrase_dim, out_dim=token_dim,
                                                           feature_type="text-only", fourier_freqs=8)
         self.max_objects = max_objects
+        # The layout map's projection starts at zero: a fresh model is still exactly its base UNet.
+        self.to_local = nn.Linear(token_dim, local_width) if local_width else None
+        if self.to_local is not None:
+            nn.init.zeros_(self.to_local.weight)
+            nn.init.zeros_(self.to_local.bias)
 
-    def forward(self, grounding: GroundingInput, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, grounding: GroundingInput, keep: torch.Tensor, size: tuple[int, int] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens `[B, N, token_dim]`, and with `size` (and a local width) the layout map
+        `[B, local_width, *size]`: zero where no kept object's box is."""
         if grounding.boxes.shape[1] > self.max_objects:
             raise ValueError(f"{grounding.boxes.shape[1]} objects given, at most max_objects={self.max_objects}")
         check_boxes(grounding.boxes, grounding.valid)
         masks = (grounding.valid & keep[:, None]).to(grounding.boxes.dtype)  # dropped sample: all null
         dtype = self.projection.linears[0].weight.dtype
-        return self.projection(boxes=grounding.boxes.to(dtype), masks=masks.to(dtype),
-                               positive_embeddings=grounding.phrases.to(dtype))
+        tokens = self.projection(boxes=grounding.boxes.to(dtype), masks=masks.to(dtype),
+                                 positive_embeddings=grounding.phrases.to(dtype))
+        if self.to_local is None or size is None:
+            return tokens, None
+        covered = box_coverage(grounding.boxes, size).to(dtype) * masks.to(dtype)[..., None, None]  # [B, N, h, w]
+        return tokens, torch.einsum("bnhw,bnc->bchw", covered, self.to_local(tokens))
+
+
+def box_coverage(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`[B, N, h, w]`: 1 where a pixel overlaps the box (so even a box smaller than a pixel covers one)."""
+    height, width = size
+    ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype)
+    xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype)
+    x0, y0, x1, y1 = (boxes[..., i, None] for i in range(4))  # [B, N, 1]
+    columns = (x0 * width < xs + 1) & (x1 * width > xs)  # [B, N, w]
+    rows = (y0 * height < ys + 1) & (y1 * height > ys)  # [B, N, h]
+    return (rows.unsqueeze(-1) & columns.unsqueeze(-2)).float()

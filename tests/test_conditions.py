@@ -113,7 +113,7 @@ def test_grounding_encoder_checks_boxes():
     encoder = GroundingEncoder(phrase_dim=6, token_dim=8, max_objects=2)
     good = GroundingInput(torch.tensor([[[0.1, 0.1, 0.5, 0.5], [0, 0, 0, 0]]]), torch.randn(1, 2, 6),
                           torch.tensor([[True, False]]))
-    assert encoder(good, torch.tensor([True])).shape == (1, 2, 8)
+    assert encoder(good, torch.tensor([True]))[0].shape == (1, 2, 8)
     flipped = GroundingInput(torch.tensor([[[0.6, 0.1, 0.5, 0.5]]]), torch.randn(1, 1, 6), torch.tensor([[True]]))
     with pytest.raises(ValueError, match=r"box \[0.6, 0.1, 0.5, 0.5\]"):
         encoder(flipped, torch.tensor([True]))
@@ -128,7 +128,24 @@ def test_grounding_encoder_checks_boxes():
 def test_dropped_grounding_equals_no_objects():
     encoder = GroundingEncoder(phrase_dim=6, token_dim=8)
     grounding = GroundingInput(torch.rand(2, 3, 4).sort(-1).values, torch.randn(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
-    dropped = encoder(grounding, torch.tensor([False, False]))
-    empty = encoder(GroundingInput(grounding.boxes, grounding.phrases, torch.zeros(2, 3, dtype=torch.bool)),
-                    torch.tensor([True, True]))
+    dropped, _ = encoder(grounding, torch.tensor([False, False]))
+    empty, _ = encoder(GroundingInput(grounding.boxes, grounding.phrases, torch.zeros(2, 3, dtype=torch.bool)),
+                       torch.tensor([True, True]))
     assert torch.allclose(dropped, empty)
+
+
+def test_the_layout_map_paints_each_kept_object_over_its_box():
+    encoder = GroundingEncoder(phrase_dim=6, token_dim=8, local_width=4)
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.25], [0.6, 0.6, 0.61, 0.61]]])  # the second is smaller than a pixel
+    grounding = GroundingInput(boxes, torch.randn(1, 2, 6), torch.ones(1, 2, dtype=torch.bool))
+    _, fresh = encoder(grounding, torch.tensor([True]), (8, 8))
+    assert fresh.shape == (1, 4, 8, 8) and not fresh.any()  # zero-initialised: a fresh model is its base UNet
+    torch.nn.init.normal_(encoder.to_local.weight)
+    _, painted = encoder(grounding, torch.tensor([True]), (8, 8))
+    covered = painted.abs().sum(1)[0] > 0
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[0:2, 0:4] = True  # rows 0-1 (y < 0.25), columns 0-3 (x < 0.5)
+    expected[4, 4] = True  # the tiny box still covers the pixel it lies in
+    assert torch.equal(covered, expected)
+    _, dropped = encoder(grounding, torch.tensor([False]), (8, 8))
+    assert not dropped.any()

@@ -1,0 +1,142 @@
+"""Condition fidelity: how well an output follows each condition of its source, per image.
+
+One or two numbers per condition, each computed by reading the output
+the way the condition was read from the source (Uni-ControlNet's protocol) or against the
+source's ground truth (the built-in scenes' masks and depth):
+
+    caption      objects_present   share of the caption's objects whose color covers, anywhere,
+                                   at least half the object's area (scene parser)
+                 background_color  whether the median color of the output's background pixels is
+                                   nearest to the background color the caption names
+    color        histogram_int.    palette intersection, output vs source (1 = same palette)
+    sketch       edge_f1, ssim     output's sketch vs source's (1-pixel tolerance)
+    instances    foreground_iou    IoU of the output's object pixels with the source's masks
+    depth        si_error          scale-invariant log error of the output's depth vs the source's
+    intensity    correlation       Pearson correlation of the two gray images
+    masked_image kept_error        mean absolute error on the pixels the condition showed
+    grounding    objects_found     share of layout objects found in their box with the right
+                                   phrase: pixels of the object's color inside its box (+1 px)
+                                   overlap its source mask with IoU >= 0.5 (color and shape),
+                                   as GLIGEN / LMD count detections
+                 mask_iou          that IoU, averaged over objects
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from decompose.edges import dilate
+
+from ..data.scenes import BACKGROUND_COLORS
+from ..metrics import (
+    correlation,
+    edge_f1,
+    histogram_intersection,
+    mask_iou,
+    scale_invariant_error,
+    ssim,
+)
+from .readings import Objects, Reading
+
+# metric -> (the condition it measures, whether higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "caption/objects_present": ("caption", True),
+    "caption/background_color": ("caption", True),
+    "color/histogram_intersection": ("color", True),
+    "sketch/edge_f1": ("sketch", True),
+    "sketch/ssim": ("sketch", True),
+    "instances/foreground_iou": ("instances", True),
+    "depth/si_error": ("depth", False),
+    "intensity/correlation": ("intensity", True),
+    "masked_image/kept_error": ("masked_image", False),
+    "grounding/objects_found": ("grounding", True),
+    "grounding/mask_iou": ("grounding", True),
+}
+FOUND_IOU = 0.5
+# The scenes' background depth runs 0 to 0.1; a larger eps keeps that ramp from dominating the
+# log error, so the measure is about objects vs background and their order.
+DEPTH_EPS = 0.1
+
+
+@dataclass
+class Truth:
+    """What a batch of sources asks for: the source read like an output, plus ground truth."""
+
+    reading: Reading
+    depth: torch.Tensor | None = None  # [B, 1, H, W]: the dataset's, else the source's reading
+    objects: Objects | None = None  # the dataset's objects (scenes)
+    kept: torch.Tensor | None = None  # [B, 1, H, W], 1 = pixels the masked_image condition showed
+    background: torch.Tensor | None = None  # [B] index into BACKGROUND_COLORS named by the caption, -1 = none
+
+
+def _object_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """`[B, M]` per-object values -> mean over each image's valid objects `[B]`."""
+    return (values * valid).sum(1) / valid.sum(1).clamp_min(1)
+
+
+def found_in_box(classes: torch.Tensor, objects: Objects) -> torch.Tensor:
+    """IoU `[B, M]` of each object's source mask with the pixels of its color inside its box (+1 px)."""
+    masks = objects.masks
+    rows, columns = masks.any(-1), masks.any(-2)  # [B, M, H], [B, M, W]
+    box = rows.unsqueeze(-1) & columns.unsqueeze(-2)  # the bounding box of each visible mask
+    box = dilate(box.flatten(0, 1), 1).view_as(masks)
+    colored = classes.unsqueeze(1) == objects.color_class[..., None, None]  # [B, M, H, W]
+    return mask_iou(colored & box, masks)
+
+
+def objects_present(classes: torch.Tensor, objects: Objects) -> torch.Tensor:
+    """`[B, M]` bool: the object's color covers at least half its source area somewhere in the output."""
+    area = objects.masks.flatten(2).sum(2)
+    colored = (classes.unsqueeze(1) == objects.color_class[..., None, None]).flatten(2).sum(2)
+    return colored * 2 >= area
+
+
+def named_background(captions: list[str]) -> torch.Tensor:
+    """`[B]`: the index in BACKGROUND_COLORS of the background each scene caption names ("... on a
+    striped light blue background"), -1 where it names none."""
+    names = sorted(BACKGROUND_COLORS, key=len, reverse=True)  # "light blue" before "blue"-like clashes
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")(?: gradient)? background\b")
+    found = [pattern.search(caption) for caption in captions]
+    return torch.tensor([list(BACKGROUND_COLORS).index(match.group(1)) if match else -1 for match in found])
+
+
+def background_color(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """`[B]`: the BACKGROUND_COLORS index nearest to the median color of each image's background
+    pixels (class 0; all pixels where the parser sees none)."""
+    palette = torch.tensor(list(BACKGROUND_COLORS.values()), dtype=torch.float32) / 255  # [K, 3]
+    medians = []
+    for image, labels in zip(images, classes, strict=True):
+        pixels = image.flatten(1)[:, (labels == 0).flatten()] if (labels == 0).any() else image.flatten(1)
+        medians.append(pixels.median(1).values)
+    return torch.cdist(torch.stack(medians), palette).argmin(1)
+
+
+def condition_fidelity(output: Reading, truth: Truth) -> dict[str, torch.Tensor]:
+    """`{metric: [B]}` for every metric this reading and truth allow (see METRICS)."""
+    source = truth.reading
+    values = {
+        "color/histogram_intersection": histogram_intersection(output.palette, source.palette),
+        "sketch/edge_f1": edge_f1(output.sketch, source.sketch),
+        "sketch/ssim": ssim(output.sketch, source.sketch),
+        "intensity/correlation": correlation(output.gray, source.gray),
+    }
+    if output.depth is not None and truth.depth is not None:
+        values["depth/si_error"] = scale_invariant_error(output.depth, truth.depth, DEPTH_EPS)
+    if truth.kept is not None:
+        kept = truth.kept.expand_as(output.images)
+        error = ((output.images - source.images).abs() * kept).flatten(1).sum(1)
+        values["masked_image/kept_error"] = error / kept.flatten(1).sum(1).clamp_min(1)
+    if output.classes is not None and truth.objects is not None:
+        objects, valid = truth.objects, truth.objects.valid
+        union = (objects.masks & valid[..., None, None]).any(1, keepdim=True)
+        values["instances/foreground_iou"] = mask_iou((output.classes > 0).unsqueeze(1), union)[:, 0]
+        iou = found_in_box(output.classes, objects)
+        values["grounding/objects_found"] = _object_mean((iou >= FOUND_IOU).float(), valid)
+        values["grounding/mask_iou"] = _object_mean(iou, valid)
+        values["caption/objects_present"] = _object_mean(objects_present(output.classes, objects).float(), valid)
+    if output.classes is not None and truth.background is not None and (truth.background >= 0).all():
+        values["caption/background_color"] = (background_color(output.images, output.classes) == truth.background).float()
+    return values

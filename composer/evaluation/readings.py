@@ -1,0 +1,86 @@
+"""Reading conditions back from images: what evaluation compares between an output and its source.
+
+An output is read with the same extractors that made the conditions (palette, sketch, gray),
+plus a scene parser (object colors and depth on the built-in scenes) or a depth model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from decompose import ClassicalSketch, ColorHistogram, Intensity
+from decompose.depth import normalize_per_image
+
+from .scene_parser import COLOR_NAMES, SceneParser
+
+
+@dataclass
+class Objects:
+    """A source's objects: visible masks `[B, M, H, W]` bool, `valid [B, M]`, and each slot's color
+    class `[B, M]` (1 + index into COLOR_NAMES; 0 for padding)."""
+
+    masks: torch.Tensor
+    valid: torch.Tensor
+    color_class: torch.Tensor
+
+    @classmethod
+    def from_scenes(cls, masks: torch.Tensor, valid: torch.Tensor, phrases: list[list[str]]) -> Objects:
+        """From a batch of scenes, whose phrases are "<color> <shape>"."""
+        color_class = torch.zeros(valid.shape, dtype=torch.long)
+        for row, items in enumerate(phrases):
+            for slot, phrase in enumerate(items):
+                color = phrase.split(" ")[0]
+                if color not in COLOR_NAMES:
+                    raise ValueError(f"phrase {phrase!r} does not start with a scene object color {COLOR_NAMES}")
+                color_class[row, slot] = 1 + COLOR_NAMES.index(color)
+        return cls(masks.bool().cpu(), valid.bool().cpu(), color_class)
+
+
+@dataclass
+class Reading:
+    """What was read from a batch of images `[B, 3, H, W]` (all on the CPU)."""
+
+    images: torch.Tensor
+    palette: torch.Tensor  # [B, 275] color histogram
+    sketch: torch.Tensor  # [B, 1, H, W] binary strokes
+    gray: torch.Tensor  # [B, 1, H, W]
+    depth: torch.Tensor | None = None  # [B, 1, H, W], 1 = near
+    classes: torch.Tensor | None = None  # [B, H, W]: 0 background, 1 + i = COLOR_NAMES[i]
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def roll(self, shift: int = 1) -> Reading:
+        """The batch shifted by `shift`: image i is read as image i - shift (another scene's)."""
+        def move(value):
+            return None if value is None else value.roll(shift, 0)
+
+        return Reading(move(self.images), move(self.palette), move(self.sketch), move(self.gray), move(self.depth),
+                       move(self.classes), {k: move(v) for k, v in self.extra.items()})
+
+
+class Reader:
+    """Reads palette, sketch and gray with weight-free extractors; depth and object colors with a
+    `SceneParser` (built-in scenes) and/or a depth extractor (e.g. `decompose.TransformersDepth`)."""
+
+    def __init__(self, parser: SceneParser | None = None, depth: torch.nn.Module | None = None,
+                 color: ColorHistogram | None = None, sketch: torch.nn.Module | None = None):
+        self.parser, self.depth = parser, depth
+        self.color = color or ColorHistogram()
+        self.sketch = sketch or ClassicalSketch()
+        self.gray = Intensity(randomize=False)  # BT.601 luma for every image
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> Reading:
+        images = images.float().clamp(0, 1).cpu()
+        reading = Reading(images, self.color(images).cpu(), self.sketch(images).cpu(), self.gray(images).cpu())
+        if self.parser is not None:
+            classes, depth = self.parser.parse(images)
+            reading.classes, reading.depth = classes.cpu(), depth.cpu()
+        if self.depth is not None:  # a depth model, when given, reads depth instead of the parser
+            reading.depth = normalize_per_image(self.depth(images.to(self.depth_device)).float()).cpu()
+        return reading
+
+    @property
+    def depth_device(self) -> torch.device:
+        return next(self.depth.parameters()).device

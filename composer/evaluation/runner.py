@@ -1,0 +1,217 @@
+"""The evaluation loop: generate from held-out sources under each condition alone, all together,
+none (the unconditional baseline), a recombination and a region edit; read every output back
+and measure it against its source (and, as the other baseline, against another source).
+
+Every run of a batch starts from the same noise, so runs differ by their conditions only and
+the gaps to the baselines are paired differences.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from decompose.render import instance_image, palette_swatch
+
+from ..data import Batch, Collate, Sample
+from ..inputs import batch_inputs
+from ..metrics import edge_f1, histogram_intersection, max_change_outside
+from ..pipeline import ComposerPipeline
+from .fidelity import Truth, condition_fidelity, named_background
+from .readings import Objects, Reader
+
+UNCONDITIONAL, ALL = "unconditional", "all"
+
+
+@dataclass
+class EvaluationSettings:
+    n: int = 64  # held-out sources
+    batch: int = 16  # sources per generation batch; "another scene" is the previous one in the batch
+    steps: int = 25
+    guidance: float = 3.0
+    scheduler: str = "ddim"
+    seed: int = 0
+    grid_count: int = 8  # sources shown in the picture grid
+
+
+@dataclass
+class EvaluationResult:
+    """Per-image values, concatenated over batches: `runs[run][metric]` against the image's own
+    source, `other[run][metric]` against another source, `source[metric]` the source against
+    itself (the reader's ceiling)."""
+
+    runs: dict[str, dict[str, torch.Tensor]]
+    other: dict[str, dict[str, torch.Tensor]]
+    source: dict[str, torch.Tensor]
+    recombination: dict[str, torch.Tensor]
+    editing: dict[str, torch.Tensor]
+    grid: dict[str, torch.Tensor] = field(default_factory=dict)  # row label -> [G, 3, H, W]
+    images: dict[str, torch.Tensor] = field(default_factory=dict)  # sources and "all" outputs, for FID/KID
+    captions: list[str] = field(default_factory=list)
+
+
+def edit_masks(objects: Objects | None, batch: int, size: tuple[int, int]) -> torch.Tensor:
+    """`[B, 1, H, W]` masks (1 = regenerate): the box of each source's first object, 1 px larger
+    (without objects: the central quarter of the image)."""
+    if objects is None:
+        mask = torch.zeros(batch, 1, *size)
+        mask[..., size[0] // 4: 3 * size[0] // 4, size[1] // 4: 3 * size[1] // 4] = 1
+        return mask
+    first = objects.masks[:, 0]
+    rows, columns = first.any(-1), first.any(-2)
+    box = rows.unsqueeze(-1) & columns.unsqueeze(-2)
+    box = torch.nn.functional.max_pool2d(box[:, None].float(), 3, 1, 1)
+    return box
+
+
+def representation_rows(truth: Truth, count: int) -> dict[str, torch.Tensor]:
+    """Grid rows `[G, 3, H, W]`: the sources and what was read from them."""
+    source = truth.reading
+    height, width = source.images.shape[-2:]
+    rows = {"source": source.images[:count], "source sketch": source.sketch[:count].expand(-1, 3, -1, -1)}
+    if truth.depth is not None:
+        rows["source depth"] = truth.depth[:count].expand(-1, 3, -1, -1)
+    if truth.objects is not None:
+        rows["source instances"] = torch.stack([
+            torch.from_numpy(np.array(instance_image(masks, valid))).permute(2, 0, 1).float() / 255
+            for masks, valid in zip(truth.objects.masks[:count], truth.objects.valid[:count], strict=True)])
+    rows["source palette"] = torch.stack([
+        torch.from_numpy(np.array(palette_swatch(histogram, width, height, top=8))).permute(2, 0, 1).float() / 255
+        for histogram in source.palette[:count]])
+    return rows
+
+
+def _stack(values: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: torch.cat(parts) for name, parts in values.items()}
+
+
+class _Collected:
+    """Per-batch values, appended as batches are evaluated: `{name: [tensor [B], ...]}` per kind."""
+
+    def __init__(self):
+        self.runs = defaultdict(lambda: defaultdict(list))
+        self.other = defaultdict(lambda: defaultdict(list))
+        self.source, self.recombination, self.editing = defaultdict(list), defaultdict(list), defaultdict(list)
+
+
+class Evaluation:
+    """Runs the evaluation for one pipeline (with its decomposer, sources and phrase encoder)."""
+
+    def __init__(self, pipe: ComposerPipeline, reader: Reader, settings: EvaluationSettings, max_objects: int):
+        if settings.batch < 2:
+            raise ValueError(f"batch must be >= 2 (the other-scene baseline pairs sources within a batch), got {settings.batch}")
+        if settings.n % settings.batch == 1:
+            raise ValueError(f"n={settings.n} with batch={settings.batch} leaves a last batch of one source, which has "
+                             "no other scene to compare with: change n or batch")
+        if pipe.decomposer is None:
+            raise ValueError("the pipeline has no decomposer: build it with composer.cli.build_pipeline")
+        self.pipe, self.reader, self.settings = pipe, reader, settings
+        self.collate = Collate(max_objects)
+        self.names = pipe.condition_names
+        pipe.use_scheduler(settings.scheduler)
+
+    def runs(self) -> list[str]:
+        return [UNCONDITIONAL, ALL, *self.names]
+
+    def __call__(self, samples: Iterable[Sample]) -> EvaluationResult:
+        settings = self.settings
+        collected, result = _Collected(), EvaluationResult({}, {}, {}, {}, {})
+        chunk: list[Sample] = []
+        seen = 0
+        with tqdm(total=settings.n, desc="evaluating", unit="source") as progress:
+            for sample in samples:
+                if not isinstance(sample, Sample):  # a Skipped (unreadable) item
+                    continue
+                chunk.append(sample)
+                if len(chunk) == settings.batch or seen + len(chunk) == settings.n:
+                    self._evaluate_batch(self.collate(chunk), seen // settings.batch, collected, result, progress)
+                    seen += len(chunk)
+                    progress.update(len(chunk))
+                    chunk = []
+                if seen == settings.n:
+                    break
+        if seen < settings.n:
+            raise ValueError(f"the data gave {seen} usable sources, fewer than n={settings.n}")
+        result.runs = {run: _stack(values) for run, values in collected.runs.items()}
+        result.other = {run: _stack(values) for run, values in collected.other.items()}
+        result.source = _stack(collected.source)
+        result.recombination, result.editing = _stack(collected.recombination), _stack(collected.editing)
+        result.images = {key: torch.cat(value) for key, value in result.images.items()}
+        return result
+
+    def _generate(self, inputs: dict, conditions: Sequence[str] | str, batch: int, size: tuple[int, int], index: int,
+                  **kwargs) -> torch.Tensor:
+        settings = self.settings
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + index)  # the same noise for every run
+        return self.pipe(inputs, conditions=conditions, guidance=settings.guidance, num_inference_steps=settings.steps,
+                         generator=generator, size=size, batch_size=batch, output_type="pt", progress=False,
+                         **kwargs).images.cpu()
+
+    def _evaluate_batch(self, batch: Batch, index: int, collected: _Collected, result: EvaluationResult,
+                        progress: tqdm) -> None:
+        pipe, size, count = self.pipe, tuple(batch.images.shape[-2:]), len(batch)
+        batch = batch.to(pipe.device)
+        generator = torch.Generator().manual_seed(self.settings.seed * 7_919 + index)  # random masks of masked_image
+        with torch.no_grad():
+            inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch, generator)
+        images = batch.images.float().cpu()
+        reading = self.reader(images)
+        objects = None
+        if batch.masks is not None:
+            objects = Objects.from_scenes(batch.masks, batch.box_valid, batch.phrases)
+        kept = 1 - inputs["masked_image"][:, 3:].float().cpu() if "masked_image" in inputs else None
+        depth = batch.depth.float().cpu() if batch.depth is not None else reading.depth
+        background = named_background(batch.captions) if objects is not None else None
+        truth = Truth(reading, depth, objects, kept, background)
+        for name, values in condition_fidelity(reading, truth).items():
+            collected.source[name].append(values)
+
+        shown = min(self.settings.grid_count, count) if index == 0 else 0
+        if shown:
+            result.grid.update(representation_rows(truth, shown))
+        for run in self.runs():
+            progress.set_postfix(run=run)
+            conditions = [] if run == UNCONDITIONAL else "all" if run == ALL else [run]
+            output = self._generate(inputs, conditions, count, size, index)
+            read = self.reader(output)
+            for name, values in condition_fidelity(read, truth).items():
+                collected.runs[run][name].append(values)
+            if run != UNCONDITIONAL:  # the output of the previous source, measured against this one
+                for name, values in condition_fidelity(read.roll(1), truth).items():
+                    collected.other[run][name].append(values)
+            if shown:
+                result.grid[run] = output[:shown]
+            if run == ALL:
+                result.images.setdefault("sources", []).append(images)
+                result.images.setdefault("outputs", []).append(output)
+                result.captions.extend(batch.captions)
+
+        if {"sketch", "color"} <= set(self.names):
+            # Sketch of A (this source) + palette of B (the previous source in the batch).
+            mixed = dict(inputs)
+            mixed["color"] = inputs["color"].roll(1, 0)
+            progress.set_postfix(run="recombination")
+            output = self._generate(mixed, ["sketch", "color"], count, size, index)
+            read, other_source = self.reader(output), reading.roll(1)
+            collected.recombination["edge_f1_a"].append(edge_f1(read.sketch, reading.sketch))
+            collected.recombination["edge_f1_b"].append(edge_f1(read.sketch, other_source.sketch))
+            collected.recombination["palette_a"].append(histogram_intersection(read.palette, reading.palette))
+            collected.recombination["palette_b"].append(histogram_intersection(read.palette, other_source.palette))
+            if shown:
+                result.grid["sketch A + color B"] = output[:shown]
+
+        # Region editing with every condition: only the mask's inside may change.
+        mask = edit_masks(objects, count, size)
+        progress.set_postfix(run="edit")
+        output = self._generate(inputs, "all", count, size, index, edit_image=batch.images,
+                                edit_mask=mask.to(pipe.device))
+        collected.editing["max_change_outside"].append(max_change_outside(output, images, mask))
+        inside = ((output - images).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1)).clamp_min(1)
+        collected.editing["mean_change_inside"].append(inside)
+        if shown:
+            result.grid["edit"] = output[:shown]

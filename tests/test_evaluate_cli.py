@@ -1,0 +1,48 @@
+"""`python -m composer.evaluate` end to end on a model trained by `train.py experiment=smoke`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _evaluate(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "composer.evaluate", *arguments], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=ENV)
+
+
+def test_evaluate_writes_the_report(trained, tmp_path):
+    out = tmp_path / "evaluation"
+    result = _evaluate(f"checkpoint={trained}", "n=4", "batch=2", "steps=2", "grid_count=2", f"out={out}",
+                       "parser.steps=4", "parser.scenes=32", f"parser.cache={tmp_path / 'cache'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    conditions = {row["condition"] for row in report["fidelity"]}
+    assert conditions == {"caption", "color", "sketch", "instances", "depth", "intensity", "masked_image", "grounding"}
+    for row in report["fidelity"]:
+        for column in ("alone", "all", "unconditional", "other_scene", "source"):
+            assert set(row[column]) == {"mean", "sem"}, (row["metric"], column)
+        if row["metric"] in ("sketch/edge_f1", "color/histogram_intersection", "intensity/correlation"):
+            assert row["source"]["mean"] > 0.999  # a source read against itself
+    assert report["editing"]["max_change_outside"] == 0.0
+    assert report["editing"]["mean_change_inside"]["mean"] > 0  # the edit did change the box
+    assert {"edge_f1_a", "edge_f1_b", "palette_a", "palette_b"} <= set(report["recombination"])
+    assert report["settings"]["n"] == 4 and report["settings"]["reader"] == "scene parser"
+    markdown = (out / "report.md").read_text()
+    assert "| color | histogram_intersection ↑ |" in markdown and "![samples](grid.png)" in markdown
+    grid = Image.open(out / "grid.png")
+    rows = 5 + 2 + 8 + 2  # sources and 4 readings; unconditional, all; 8 conditions; recombination, edit
+    assert grid.height == rows * (96 + 2) and grid.width > 2 * 96
+
+
+def test_evaluate_bad_input_is_one_line(trained, tmp_path):
+    result = _evaluate(f"checkpoint={tmp_path}", "n=4")
+    assert result.returncode == 2 and result.stderr.strip().startswith("error:") and "not a Composer model" in result.stderr
+    result = _evaluate(f"checkpoint={trained}", "n=1")
+    assert result.returncode == 2 and "n must be >= 2" in result.stderr

@@ -1,0 +1,186 @@
+"""Evaluation pieces on hand-made cases: fidelity readings, object matching, gaps, the scene parser
+(trained, cached and loaded back), FID/KID through real Inception weights files and CLIP score."""
+
+import pytest
+import torch
+
+from composer.data import SceneDataset
+from composer.data.scenes import BACKGROUND_COLORS, OBJECT_COLORS
+from composer.evaluation import Objects, Reader, Truth, cached_scene_parser, condition_fidelity
+from composer.evaluation.fidelity import (
+    background_color,
+    found_in_box,
+    named_background,
+    objects_present,
+)
+from composer.evaluation.report import gap
+from composer.evaluation.scene_parser import COLOR_NAMES, SceneParser
+
+
+def _scene_batch(count=4, size=32):
+    scenes = [SceneDataset(size=size, split="val").render(index) for index in range(count)]
+    slots = max(len(scene.phrases) for scene in scenes)
+    masks = torch.zeros(count, slots, size, size, dtype=torch.bool)
+    valid = torch.zeros(count, slots, dtype=torch.bool)
+    for row, scene in enumerate(scenes):
+        masks[row, : len(scene.phrases)] = scene.masks
+        valid[row, : len(scene.phrases)] = True
+    objects = Objects.from_scenes(masks, valid, [scene.phrases for scene in scenes])
+    images = torch.stack([scene.image for scene in scenes])
+    depth = torch.stack([scene.depth for scene in scenes])
+    return images, objects, depth, [scene.caption for scene in scenes]
+
+
+def _true_classes(objects: Objects) -> torch.Tensor:
+    """The class map a perfect parser would read: each visible mask painted with its color class."""
+    classes = torch.zeros(objects.masks.shape[0], *objects.masks.shape[-2:], dtype=torch.long)
+    for row in range(objects.masks.shape[0]):
+        for slot in objects.valid[row].nonzero().flatten().tolist():
+            classes[row][objects.masks[row, slot]] = objects.color_class[row, slot]
+    return classes
+
+
+def test_a_source_measured_against_itself_is_perfect_and_another_scene_is_not():
+    images, objects, depth, captions = _scene_batch()
+    reading = Reader()(images)
+    reading.classes, reading.depth = _true_classes(objects), depth
+    kept = torch.ones(4, 1, 32, 32)
+    kept[:, :, 8:24, 8:24] = 0
+    truth = Truth(reading, depth, objects, kept, named_background(captions))
+    same = condition_fidelity(reading, truth)
+    assert torch.allclose(same["color/histogram_intersection"], torch.ones(4), atol=1e-5)
+    assert (same["sketch/edge_f1"] == 1).all() and torch.allclose(same["intensity/correlation"], torch.ones(4))
+    assert torch.allclose(same["sketch/ssim"], torch.ones(4), atol=1e-4)
+    assert (same["depth/si_error"] < 1e-6).all() and (same["masked_image/kept_error"] == 0).all()
+    for metric in ("instances/foreground_iou", "grounding/objects_found", "caption/objects_present",
+                   "caption/background_color"):
+        assert (same[metric] == 1).all(), metric
+    # Below 1 only where a same-colored neighbour reaches into an object's box.
+    assert (same["grounding/mask_iou"] > 0.95).all()
+    other = condition_fidelity(reading.roll(1), truth)
+    for metric in ("sketch/edge_f1", "instances/foreground_iou", "grounding/objects_found", "intensity/correlation"):
+        assert (other[metric] < same[metric]).all(), metric
+    assert (other["depth/si_error"] > 0.01).all() and (other["masked_image/kept_error"] > 0.01).all()
+
+
+def test_an_object_is_found_only_in_its_box_with_its_color():
+    masks = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    masks[0, 0, 4:8, 4:8] = True
+    red = 1 + COLOR_NAMES.index("red")
+    objects = Objects(masks, torch.ones(1, 1, dtype=torch.bool), torch.tensor([[red]]))
+    classes = torch.zeros(1, 16, 16, dtype=torch.long)
+    classes[0, 4:8, 4:8] = red
+    assert found_in_box(classes, objects).item() == 1.0
+    wrong_color = torch.where(classes > 0, 1 + COLOR_NAMES.index("blue"), 0)
+    assert found_in_box(wrong_color, objects).item() == 0.0
+    assert objects_present(classes, objects).item() and not objects_present(wrong_color, objects).item()
+    moved = classes.roll(8, -1)  # right color and shape, outside the box
+    assert found_in_box(moved, objects).item() == 0.0 and objects_present(moved, objects).item()
+    smaller = torch.zeros_like(classes)
+    smaller[0, 4:6, 4:8] = red  # half the object: IoU 0.5
+    assert found_in_box(smaller, objects).item() == pytest.approx(0.5)
+
+
+def test_the_background_color_named_by_the_caption_and_seen_in_the_image():
+    names = list(BACKGROUND_COLORS)
+    assert named_background(["a red star on a striped light blue background", "a dark blue gradient background with "
+                             "a cross", "a white circle against a checkered teal background", "no background"]).tolist() \
+        == [names.index("light blue"), names.index("dark blue"), names.index("teal"), -1]
+    image = torch.tensor(BACKGROUND_COLORS["olive"]).float().div(255).view(1, 3, 1, 1).expand(1, 3, 8, 8).clone()
+    classes = torch.zeros(1, 8, 8, dtype=torch.long)
+    image[..., :5, :] = torch.tensor(OBJECT_COLORS["white"]).float().div(255).view(1, 3, 1, 1)  # an object, most pixels
+    classes[:, :5, :] = 1 + COLOR_NAMES.index("white")
+    assert background_color(image, classes).tolist() == [names.index("olive")]  # only background pixels count
+    assert background_color(image, torch.zeros_like(classes)).tolist() == [names.index("white")]
+
+
+def test_gap_is_clear_only_for_a_consistent_improvement():
+    baseline = torch.linspace(0.2, 0.4, 32)
+    assert gap(baseline + 0.1, baseline, higher_is_better=True)["clear"]
+    assert not gap(baseline - 0.1, baseline, higher_is_better=True)["clear"]
+    assert gap(baseline - 0.1, baseline, higher_is_better=False)["clear"]  # an error that went down
+    noisy = baseline + 0.01 * torch.randn(32, generator=torch.Generator().manual_seed(0)) * 10
+    assert not gap(noisy, baseline, higher_is_better=True)["clear"]
+
+
+def test_scene_parser_learns_the_scenes_and_is_cached(tmp_path):
+    parser = cached_scene_parser(32, tmp_path, steps=60, scenes=128, progress=False)
+    folders = list(tmp_path.iterdir())
+    assert len(folders) == 1 and (folders[0] / "diffusion_pytorch_model.safetensors").is_file()
+    again = cached_scene_parser(32, tmp_path, steps=60, scenes=128, progress=False)  # loaded, not retrained
+    assert isinstance(again, SceneParser)
+    for key, value in parser.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    images, objects, depth, _ = _scene_batch(8)
+    classes, _ = again.parse(images)
+    foreground = (objects.masks & objects.valid[..., None, None]).any(1)
+    # Even briefly trained, it finds a good part of the objects (90% of pixels are background,
+    # so "all background" would score 0 here) while keeping the background.
+    recall = ((classes > 0) & foreground).sum() / foreground.sum()
+    background = ((classes == 0) & ~foreground).sum() / (~foreground).sum()
+    assert recall > 0.3 and background > 0.95, (recall, background)
+
+
+def test_fid_kid_from_an_inception_weights_file(tmp_path, monkeypatch):
+    """The real torch-fidelity InceptionV3 path, with random weights written to safetensors."""
+    from safetensors.torch import save_file
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from composer.evaluation.quality import inception_metrics
+
+    with monkeypatch.context() as patch:  # building the random network must not download its weights
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        patch.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
+        torch.manual_seed(0)
+        network = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in network.modules():  # keep random features from vanishing through 90 layers
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    weights = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
+    generator = torch.Generator().manual_seed(0)
+    real = torch.rand(4, 3, 32, 32, generator=generator)
+    fake = torch.rand(4, 3, 32, 32, generator=generator) * 0.2
+    different = inception_metrics(real, fake, weights)  # (FID of identical sets: the next test)
+    assert different["fid"] > 1e-3 and different["kid"] > 0 and set(different) == {"fid", "kid", "kid_std"}
+    with pytest.raises(ValueError, match="do not exist"):
+        inception_metrics(real, fake, tmp_path / "missing.safetensors")
+
+
+def test_fid_with_a_custom_feature_module_and_clip_score(tiny_clip_dir, tmp_path):
+    from composer.evaluation.quality import clip_score, inception_metrics
+    from decompose import ClipImageEncoder, TextEncoder
+
+    class MeanColor(torch.nn.Module):
+        """uint8 images -> their mean color and its square (a 6-d feature)."""
+
+        def forward(self, images):
+            mean = images.float().mean((2, 3)) / 255
+            return torch.cat([mean, mean.square()], 1)
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.rand(8, 3, 16, 16, generator=generator)
+    near = inception_metrics(real, real.flip(0), feature=MeanColor())
+    far = inception_metrics(real, real * 0.3, feature=MeanColor())
+    assert near["fid"] < 1e-3 < far["fid"]
+    # Known answer: give each image the candidate caption CLIP ranks best for it, and the one it ranks worst.
+    candidates = [f"{count} {color} {shape}" for count in ("a", "two") for color in ("red", "blue", "green", "black")
+                  for shape in ("circle", "squares")]
+    image_embeddings = ClipImageEncoder.from_pretrained(tiny_clip_dir)(real)
+    cosine = image_embeddings @ TextEncoder.clip(tiny_clip_dir).encode(candidates).sentence.T  # [8, 16]
+    best = [candidates[i] for i in cosine.argmax(1).tolist()]
+    worst = [candidates[i] for i in cosine.argmin(1).tolist()]
+    expected = (100 * cosine.max(1).values.clamp_min(0)).mean().item()
+    assert clip_score(real, best, tiny_clip_dir) == pytest.approx(expected, abs=1e-3)
+    assert clip_score(real, worst, tiny_clip_dir) < clip_score(real, best, tiny_clip_dir)
+    with pytest.raises(ValueError, match="no config.json"):
+        clip_score(real, ["x"] * 8, tmp_path)
+
+
+def test_a_depth_model_reads_depth_where_there_is_no_scene_parser(tiny_depth_dir):
+    from decompose import TransformersDepth
+
+    images, _, _, _ = _scene_batch(2)
+    reading = Reader(depth=TransformersDepth.from_pretrained(tiny_depth_dir))(images)
+    assert reading.classes is None and reading.depth.shape == (2, 1, 32, 32)
+    assert reading.depth.amin((1, 2, 3)).eq(0).all() and reading.depth.amax((1, 2, 3)).eq(1).all()  # per image
