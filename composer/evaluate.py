@@ -64,7 +64,8 @@ def run(cfg: DictConfig) -> Path:
         print("note: no depth model (depth_model=) and no scene parser: depth and object metrics are left out",
               file=sys.stderr)
     settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
-                                  scheduler=cfg.scheduler, seed=cfg.seed, grid_count=cfg.grid_count)
+                                  scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
+                                  grid_count=cfg.grid_count)
     evaluation = Evaluation(pipe, Reader(parser, depth), settings, cfg.data.max_objects)
     result = evaluation(samples)
 

@@ -55,7 +55,9 @@ def load_model(checkpoint: str | os.PathLike) -> ComposerModel:
         raise ValueError(f"checkpoint {str(checkpoint)!r} is not a Composer model folder (no {ComposerModel.config_name})")
     if not any(path.glob("*.safetensors")):
         raise ValueError(f"checkpoint {str(checkpoint)!r} has no weights (expected diffusion_pytorch_model.safetensors)")
-    return ComposerModel.from_pretrained(str(path)).eval()
+    # Weights a checkpoint lacks (one saved before a module was added, e.g. the grounding layout
+    # map) keep their fresh initialisation, zero where it matters, instead of staying on "meta".
+    return ComposerModel.from_pretrained(str(path), low_cpu_mem_usage=False).eval()
 
 
 class ComposerPipeline(DiffusionPipeline):

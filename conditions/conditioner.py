@@ -21,7 +21,7 @@ class ConditionOutputs:
     context: torch.Tensor  # [B, L, context_dim]: cross-attention context
     context_mask: torch.Tensor  # [B, L] bool
     tokens: torch.Tensor | None  # [B, M, context_dim]: gated self-attention tokens (global + grounding)
-    local: torch.Tensor  # [B, local_width, h, w]: concatenated with z_t
+    local: torch.Tensor  # [B, local_width, h, w]: local maps + grounding layout map, concatenated with z_t
 
 
 class Conditioner(nn.Module):

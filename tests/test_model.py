@@ -213,3 +213,21 @@ def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search
     model(images=torch.rand(4, 3, 16, 16), inputs=inputs, generator=torch.Generator().manual_seed(2)).backward()
     untouched = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not untouched, untouched
+
+
+def test_a_checkpoint_saved_before_the_layout_map_still_loads(tmp_path):
+    """Weights a checkpoint lacks keep their zero initialisation: old models sample as they did."""
+    from safetensors.torch import load_file, save_file
+
+    from composer.pipeline import load_model
+
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("grounding", "grounding", dim=12)]
+    model = _tiny_model(specs)
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    state = {k: v for k, v in load_file(str(weights)).items() if ".to_local." not in k}
+    save_file(state, str(weights))  # as saved before GroundingEncoder had `to_local`
+    loaded = load_model(tmp_path)
+    assert not loaded.conditioner.encoders["grounding"].to_local.weight.any()
+    for key, value in state.items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -79,6 +79,10 @@ def _cell(value: dict[str, float]) -> str:
     return f"{value['mean']:.3f} ± {value['sem']:.3f}"
 
 
+def _boxes(fraction: float | None) -> str:
+    return "every step" if fraction is None else f"the first {fraction:.0%} of the steps"
+
+
 def markdown(summary: dict, command: str, grid_file: str | None) -> str:
     settings = summary["settings"]
     lines = [
@@ -87,7 +91,8 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         f"`{command}`",
         "",
         f"{settings['n']} held-out sources, {settings['steps']} {settings['scheduler']} steps, guidance "
-        f"{settings['guidance']}, seed {settings['seed']}; {settings['seconds']:.0f} s. Values are means ± standard "
+        f"{settings['guidance']}, boxes on {_boxes(settings.get('grounding_fraction'))}, seed {settings['seed']}; "
+        f"{settings['seconds']:.0f} s. Values are means ± standard "
         "errors over sources. *alone*: that condition only; *all*: every condition; *unconditional*: no "
         "condition; *other scene*: the same condition-alone outputs measured against another source; "
         "*source*: the source read against itself (the reader's ceiling). A gap is clear (✓) when the paired "
