@@ -8,7 +8,6 @@ its source (Uni-ControlNet / GLIGEN / LMD style). Writes `report.json`, `report.
 
 from __future__ import annotations
 
-import itertools
 import shlex
 import sys
 import time
@@ -19,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
-from decompose import TransformersDepth
+from decompose import TransformersDepth, YoloInstances
 
 from .cli import build_pipeline, image_size, run_or_exit
 from .data import SceneDataset
@@ -54,19 +53,23 @@ def run(cfg: DictConfig) -> Path:
     dataset = instantiate(cfg.data.val)
     if not isinstance(dataset, IterableDataset) and len(dataset) < cfg.n:
         raise ValueError(f"the held-out data has {len(dataset)} sources, fewer than n={cfg.n}")
-    samples = iter(dataset) if isinstance(dataset, IterableDataset) else (dataset[i] for i in itertools.count())
+    samples = iter(dataset) if isinstance(dataset, IterableDataset) else (dataset[i] for i in range(len(dataset)))
 
     parser = None
     if isinstance(dataset, SceneDataset):
         parser = cached_scene_parser(size, cfg.parser.cache, cfg.parser.steps, cfg.parser.scenes).to(pipe.device)
     depth = TransformersDepth.from_pretrained(cfg.depth_model).to(pipe.device) if cfg.depth_model else None
+    instances = None
+    if cfg.instances_model and parser is None:
+        instances = YoloInstances(cfg.instances_model, cfg.data.max_objects).to(pipe.device)
     if parser is None and depth is None:
-        print("note: no depth model (depth_model=) and no scene parser: depth and object metrics are left out",
-              file=sys.stderr)
+        print("note: no depth model (depth_model=): the depth metric is left out", file=sys.stderr)
+    if parser is None and instances is None:
+        print("note: no instance model (instances_model=): object metrics are left out", file=sys.stderr)
     settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count)
-    evaluation = Evaluation(pipe, Reader(parser, depth), settings, cfg.data.max_objects)
+    evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects)
     result = evaluation(samples)
 
     quality = {}

@@ -35,7 +35,7 @@ def check_boxes(boxes: torch.Tensor, valid: torch.Tensor) -> None:
 
 
 class GroundingEncoder(nn.Module):
-    """`GroundingInput` -> grounding tokens `[B, N, token_dim]`."""
+    """`GroundingInput` -> grounding tokens `[B, N, token_dim]` and, with `local_width`, a layout map."""
 
     def __init__(self, phrase_dim: int, token_dim: int, max_objects: int = 30, local_width: int = 0):
         super().__init__()

@@ -13,7 +13,7 @@ from composer.evaluation.fidelity import (
     named_background,
     objects_present,
 )
-from composer.evaluation.report import gap
+from composer.evaluation.report import gap, mean_sem
 from composer.evaluation.scene_parser import COLOR_NAMES, SceneParser
 
 
@@ -101,6 +101,10 @@ def test_gap_is_clear_only_for_a_consistent_improvement():
     assert gap(baseline - 0.1, baseline, higher_is_better=False)["clear"]  # an error that went down
     noisy = baseline + 0.01 * torch.randn(32, generator=torch.Generator().manual_seed(0)) * 10
     assert not gap(noisy, baseline, higher_is_better=True)["clear"]
+    # NaN marks an image with nothing to measure: left out of means and gaps.
+    assert mean_sem(torch.tensor([1.0, float("nan"), 3.0]))["mean"] == 2.0
+    with_gaps = torch.where(torch.arange(32) % 2 == 0, baseline + 0.1, torch.nan)
+    assert gap(with_gaps, baseline, higher_is_better=True)["mean"] == pytest.approx(0.1)
 
 
 def test_scene_parser_learns_the_scenes_and_is_cached(tmp_path):
@@ -184,3 +188,46 @@ def test_a_depth_model_reads_depth_where_there_is_no_scene_parser(tiny_depth_dir
     reading = Reader(depth=TransformersDepth.from_pretrained(tiny_depth_dir))(images)
     assert reading.classes is None and reading.depth.shape == (2, 1, 32, 32)
     assert reading.depth.amin((1, 2, 3)).eq(0).all() and reading.depth.amax((1, 2, 3)).eq(1).all()  # per image
+
+
+def _instances(boxes: list[list[tuple[str, tuple[float, float, float, float]]]], slots: int = 3, size: int = 16):
+    """Hand-made detections: per image, (label, normalised xyxy box) pairs; masks fill the boxes."""
+    from decompose import Instances
+
+    masks = torch.zeros(len(boxes), slots, size, size, dtype=torch.bool)
+    box_tensor = torch.zeros(len(boxes), slots, 4)
+    valid = torch.zeros(len(boxes), slots, dtype=torch.bool)
+    for row, items in enumerate(boxes):
+        for slot, (_, box) in enumerate(items):
+            box_tensor[row, slot] = torch.tensor(box)
+            x0, y0, x1, y1 = (round(v * size) for v in box)
+            masks[row, slot, y0:y1, x0:x1] = True
+            valid[row, slot] = True
+    return Instances(masks, box_tensor, valid.float(), valid, [[label for label, _ in items] for items in boxes])
+
+
+def test_detected_objects_are_found_by_class_and_box():
+    from composer.evaluation.fidelity import detection_fidelity
+
+    person, car = ("person", (0.0, 0.0, 0.5, 0.5)), ("car", (0.5, 0.5, 1.0, 1.0))
+    source = _instances([[person, car], []])
+    output = _instances([[person, ("car", (0.0, 0.5, 0.5, 1.0))], [person]])  # the car drawn elsewhere
+    values = detection_fidelity(output, source)
+    assert values["grounding/objects_found"][0].item() == 0.5  # the person found, the car not in its box
+    assert values["caption/objects_present"][0].item() == 1.0  # both are somewhere
+    assert values["instances/foreground_iou"][0].item() == pytest.approx(1 / 3)  # 2 of 4 quarters shared
+    assert values["grounding/objects_found"][1].isnan()  # nothing to find in the second source: left out
+    wrong_class = _instances([[("dog", person[1]), ("cat", car[1])], []])
+    assert detection_fidelity(wrong_class, source)["grounding/objects_found"][0].item() == 0.0
+
+
+def test_a_yolo_model_reads_objects_and_rolls_with_its_labels(tiny_yolo_file):
+    from decompose import YoloInstances
+
+    images, _, _, _ = _scene_batch(2)
+    reading = Reader(instances=YoloInstances(tiny_yolo_file, max_objects=5))(images)
+    assert reading.instances.masks.shape == (2, 5, 32, 32) and len(reading.instances.labels) == 2
+    reading.instances.labels = [["first"], ["second"]]
+    rolled = reading.roll(1)
+    assert rolled.instances.labels == [["second"], ["first"]]
+    assert torch.equal(rolled.instances.valid[0], reading.instances.valid[1])

@@ -19,6 +19,10 @@ source's ground truth (the built-in scenes' masks and depth):
                                    overlap its source mask with IoU >= 0.5 (color and shape),
                                    as GLIGEN / LMD count detections
                  mask_iou          that IoU, averaged over objects
+
+Away from the scenes, an instance extractor (YOLO) reads objects from source and output alike:
+foreground IoU of their masks, and a source object counts as found when an output detection of
+its class overlaps its box with IoU >= 0.5 (mask_iou then holds that box IoU).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decompose import Instances
 from decompose.edges import dilate
 
 from ..data.scenes import BACKGROUND_COLORS
@@ -94,6 +99,44 @@ def objects_present(classes: torch.Tensor, objects: Objects) -> torch.Tensor:
     return colored * 2 >= area
 
 
+def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """xyxy boxes `[B, M, 4]` and `[B, N, 4]` -> IoU `[B, M, N]`."""
+    low = torch.maximum(first[:, :, None, :2], second[:, None, :, :2])
+    high = torch.minimum(first[:, :, None, 2:], second[:, None, :, 2:])
+    intersection = (high - low).clamp_min(0).prod(-1)
+    area_first = (first[..., 2:] - first[..., :2]).clamp_min(0).prod(-1)
+    area_second = (second[..., 2:] - second[..., :2]).clamp_min(0).prod(-1)
+    union = area_first[:, :, None] + area_second[:, None, :] - intersection
+    return intersection / union.clamp_min(1e-12)
+
+
+def detection_fidelity(output: Instances, source: Instances) -> dict[str, torch.Tensor]:
+    """Objects away from the scenes, both read by the same instance extractor (YOLO): a source
+    object is found when an output detection of the same class overlaps its box with IoU >= 0.5
+    (GLIGEN's detection protocol). Images whose source has no detection get NaN (left out)."""
+    same_label = torch.zeros(source.valid.shape + output.valid.shape[1:], dtype=torch.bool)  # [B, M, N]
+    for row, (wanted, seen) in enumerate(zip(source.labels, output.labels, strict=True)):
+        for i, label in enumerate(wanted):
+            for j, other in enumerate(seen):
+                same_label[row, i, j] = label == other
+    matching = same_label & source.valid[..., None] & output.valid[:, None, :]
+    iou = torch.where(matching, box_iou(source.boxes.float(), output.boxes.float()), 0.0).amax(-1)
+    present = matching.any(-1).float()
+    has_objects = source.valid.any(1)
+
+    def per_image(values: torch.Tensor) -> torch.Tensor:
+        return torch.where(has_objects, _object_mean(values, source.valid), torch.nan)
+
+    union_source = (source.masks & source.valid[..., None, None]).any(1, keepdim=True)
+    union_output = (output.masks & output.valid[..., None, None]).any(1, keepdim=True)
+    return {
+        "instances/foreground_iou": torch.where(has_objects, mask_iou(union_output, union_source)[:, 0], torch.nan),
+        "grounding/objects_found": per_image((iou >= FOUND_IOU).float()),
+        "grounding/mask_iou": per_image(iou),  # box IoU here: detections, not scene masks
+        "caption/objects_present": per_image(present),
+    }
+
+
 def named_background(captions: list[str]) -> torch.Tensor:
     """`[B]`: the index in BACKGROUND_COLORS of the background each scene caption names ("... on a
     striped light blue background"), -1 where it names none."""
@@ -137,6 +180,8 @@ def condition_fidelity(output: Reading, truth: Truth) -> dict[str, torch.Tensor]
         values["grounding/objects_found"] = _object_mean((iou >= FOUND_IOU).float(), valid)
         values["grounding/mask_iou"] = _object_mean(iou, valid)
         values["caption/objects_present"] = _object_mean(objects_present(output.classes, objects).float(), valid)
+    if output.instances is not None and source.instances is not None and truth.objects is None:
+        values.update(detection_fidelity(output.instances, source.instances))
     if output.classes is not None and truth.background is not None and (truth.background >= 0).all():
         values["caption/background_color"] = (background_color(output.images, output.classes) == truth.background).float()
     return values

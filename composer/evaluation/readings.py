@@ -6,11 +6,11 @@ plus a scene parser (object colors and depth on the built-in scenes) or a depth 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from decompose import ClassicalSketch, ColorHistogram, Intensity
+from decompose import ClassicalSketch, ColorHistogram, Instances, Intensity
 from decompose.depth import normalize_per_image
 
 from .scene_parser import COLOR_NAMES, SceneParser
@@ -48,24 +48,32 @@ class Reading:
     gray: torch.Tensor  # [B, 1, H, W]
     depth: torch.Tensor | None = None  # [B, 1, H, W], 1 = near
     classes: torch.Tensor | None = None  # [B, H, W]: 0 background, 1 + i = COLOR_NAMES[i]
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    instances: Instances | None = None  # detections (an instance extractor such as YOLO), elsewhere
 
     def roll(self, shift: int = 1) -> Reading:
         """The batch shifted by `shift`: image i is read as image i - shift (another scene's)."""
         def move(value):
             return None if value is None else value.roll(shift, 0)
 
+        instances = None
+        if self.instances is not None:
+            order = list(range(len(self.instances.labels)))
+            order = order[-shift:] + order[:-shift]  # the same shift as torch.roll
+            instances = Instances(move(self.instances.masks), move(self.instances.boxes), move(self.instances.scores),
+                                  move(self.instances.valid), [self.instances.labels[i] for i in order])
         return Reading(move(self.images), move(self.palette), move(self.sketch), move(self.gray), move(self.depth),
-                       move(self.classes), {k: move(v) for k, v in self.extra.items()})
+                       move(self.classes), instances)
 
 
 class Reader:
     """Reads palette, sketch and gray with weight-free extractors; depth and object colors with a
-    `SceneParser` (built-in scenes) and/or a depth extractor (e.g. `decompose.TransformersDepth`)."""
+    `SceneParser` (built-in scenes); elsewhere depth with a depth extractor (e.g.
+    `decompose.TransformersDepth`) and objects with an instance extractor (`decompose.YoloInstances`)."""
 
     def __init__(self, parser: SceneParser | None = None, depth: torch.nn.Module | None = None,
-                 color: ColorHistogram | None = None, sketch: torch.nn.Module | None = None):
-        self.parser, self.depth = parser, depth
+                 color: ColorHistogram | None = None, sketch: torch.nn.Module | None = None,
+                 instances: torch.nn.Module | None = None):
+        self.parser, self.depth, self.instances = parser, depth, instances
         self.color = color or ColorHistogram()
         self.sketch = sketch or ClassicalSketch()
         self.gray = Intensity(randomize=False)  # BT.601 luma for every image
@@ -78,9 +86,11 @@ class Reader:
             classes, depth = self.parser.parse(images)
             reading.classes, reading.depth = classes.cpu(), depth.cpu()
         if self.depth is not None:  # a depth model, when given, reads depth instead of the parser
-            reading.depth = normalize_per_image(self.depth(images.to(self.depth_device)).float()).cpu()
+            reading.depth = normalize_per_image(self.depth(images.to(_device(self.depth))).float()).cpu()
+        if self.instances is not None:
+            reading.instances = self.instances(images.to(_device(self.instances))).to("cpu")
         return reading
 
-    @property
-    def depth_device(self) -> torch.device:
-        return next(self.depth.parameters()).device
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device

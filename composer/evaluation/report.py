@@ -19,14 +19,16 @@ CLEAR_STANDARD_ERRORS = 3.0
 
 
 def mean_sem(values: torch.Tensor) -> dict[str, float]:
+    """Mean and standard error over the values that are not NaN (NaN: nothing to measure there)."""
     values = values.double()
+    values = values[~values.isnan()]
     sem = values.std().item() / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return {"mean": values.mean().item(), "sem": sem}
+    return {"mean": values.mean().item() if len(values) else float("nan"), "sem": sem}
 
 
 def gap(better: torch.Tensor, baseline: torch.Tensor, higher_is_better: bool) -> dict[str, float | bool]:
     """The paired difference `better - baseline` (sign flipped where lower is better), and whether it is clear."""
-    difference = (better - baseline) if higher_is_better else (baseline - better)
+    difference = (better - baseline) if higher_is_better else (baseline - better)  # NaN pairs drop out
     summary = mean_sem(difference)
     summary["clear"] = bool(summary["mean"] > 0 and summary["mean"] > CLEAR_STANDARD_ERRORS * summary["sem"])
     return summary
