@@ -30,7 +30,7 @@ from .evaluation import (
     summarize,
     write_report,
 )
-from .evaluation.quality import clip_score, inception_metrics
+from .evaluation.quality import ClipScore, inception_metrics
 from .pipeline import model_folder
 
 
@@ -76,8 +76,9 @@ def run(cfg: DictConfig) -> Path:
     if cfg.quality.inception:
         quality.update(inception_metrics(result.images["sources"], result.images["outputs"], cfg.quality.inception))
     if cfg.quality.clip:
-        quality["clip_score"] = clip_score(result.images["outputs"], result.captions, cfg.quality.clip)
-        quality["clip_score_sources"] = clip_score(result.images["sources"], result.captions, cfg.quality.clip)
+        clip_score = ClipScore(cfg.quality.clip)
+        quality["clip_score"] = clip_score(result.images["outputs"], result.captions)
+        quality["clip_score_sources"] = clip_score(result.images["sources"], result.captions)
     record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
     record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
                   reader="scene parser" if parser is not None else "extractors")

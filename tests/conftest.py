@@ -131,13 +131,9 @@ def tiny_yolo_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Path:
     """A run folder from `train.py experiment=smoke` (2 steps): a real checkpoint with conditions.yaml."""
-    import subprocess
-    import sys
+    from tests.subprocesses import ROOT, run_python
 
     run_dir = tmp_path_factory.mktemp("run")
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(root / "train.py"), "experiment=smoke", f"run_dir={run_dir}",
-                             "trainer.max_steps=2"], cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    result = run_python(str(ROOT / "train.py"), "experiment=smoke", f"run_dir={run_dir}", "trainer.max_steps=2")
     assert result.returncode == 0, result.stderr[-2000:]
     return run_dir

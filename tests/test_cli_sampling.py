@@ -1,9 +1,6 @@
 """composer.edit and composer.recombine on a model trained by `train.py experiment=smoke`."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +8,7 @@ import pytest
 from PIL import Image
 
 from composer.data import SceneDataset
-
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def _run(*arguments: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *arguments], cwd=cwd, capture_output=True, text=True, timeout=600, env=ENV)
+from tests.subprocesses import run_python as _run
 
 
 @pytest.fixture(scope="module")

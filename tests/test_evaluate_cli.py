@@ -1,20 +1,14 @@
 """`python -m composer.evaluate` end to end on a model trained by `train.py experiment=smoke`."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+from tests.subprocesses import run_python
 
 
-def _evaluate(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "composer.evaluate", *arguments], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=ENV)
+def _evaluate(*arguments: str):
+    return run_python("-m", "composer.evaluate", *arguments)
 
 
 def test_evaluate_writes_the_report(trained, tmp_path):

@@ -152,7 +152,7 @@ def test_fid_kid_from_an_inception_weights_file(tmp_path, monkeypatch):
 
 
 def test_fid_with_a_custom_feature_module_and_clip_score(tiny_clip_dir, tmp_path):
-    from composer.evaluation.quality import clip_score, inception_metrics
+    from composer.evaluation.quality import ClipScore, inception_metrics
     from decompose import ClipImageEncoder, TextEncoder
 
     class MeanColor(torch.nn.Module):
@@ -175,10 +175,11 @@ def test_fid_with_a_custom_feature_module_and_clip_score(tiny_clip_dir, tmp_path
     best = [candidates[i] for i in cosine.argmax(1).tolist()]
     worst = [candidates[i] for i in cosine.argmin(1).tolist()]
     expected = (100 * cosine.max(1).values.clamp_min(0)).mean().item()
-    assert clip_score(real, best, tiny_clip_dir) == pytest.approx(expected, abs=1e-3)
-    assert clip_score(real, worst, tiny_clip_dir) < clip_score(real, best, tiny_clip_dir)
+    clip_score = ClipScore(tiny_clip_dir)
+    assert clip_score(real, best) == pytest.approx(expected, abs=1e-3)
+    assert clip_score(real, worst) < clip_score(real, best)
     with pytest.raises(ValueError, match="no config.json"):
-        clip_score(real, ["x"] * 8, tmp_path)
+        ClipScore(tmp_path)
 
 
 def test_a_depth_model_reads_depth_where_there_is_no_scene_parser(tiny_depth_dir):

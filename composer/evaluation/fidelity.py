@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+from torchvision.ops import box_iou
 
 from decompose import Instances
 from decompose.edges import dilate
@@ -82,14 +83,16 @@ def _object_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (values * valid).sum(1) / valid.sum(1).clamp_min(1)
 
 
+def bounding_box_masks(masks: torch.Tensor, grow: int = 0) -> torch.Tensor:
+    """Bool masks `[..., H, W]` -> masks of their bounding boxes, grown by `grow` pixels (same shape)."""
+    box = masks.any(-1).unsqueeze(-1) & masks.any(-2).unsqueeze(-2)  # rows x columns the mask touches
+    return dilate(box.flatten(0, -3), grow).view_as(box) if grow else box
+
+
 def found_in_box(classes: torch.Tensor, objects: Objects) -> torch.Tensor:
     """IoU `[B, M]` of each object's source mask with the pixels of its color inside its box (+1 px)."""
-    masks = objects.masks
-    rows, columns = masks.any(-1), masks.any(-2)  # [B, M, H], [B, M, W]
-    box = rows.unsqueeze(-1) & columns.unsqueeze(-2)  # the bounding box of each visible mask
-    box = dilate(box.flatten(0, 1), 1).view_as(masks)
     colored = classes.unsqueeze(1) == objects.color_class[..., None, None]  # [B, M, H, W]
-    return mask_iou(colored & box, masks)
+    return mask_iou(colored & bounding_box_masks(objects.masks, grow=1), objects.masks)
 
 
 def objects_present(classes: torch.Tensor, objects: Objects) -> torch.Tensor:
@@ -99,28 +102,19 @@ def objects_present(classes: torch.Tensor, objects: Objects) -> torch.Tensor:
     return colored * 2 >= area
 
 
-def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """xyxy boxes `[B, M, 4]` and `[B, N, 4]` -> IoU `[B, M, N]`."""
-    low = torch.maximum(first[:, :, None, :2], second[:, None, :, :2])
-    high = torch.minimum(first[:, :, None, 2:], second[:, None, :, 2:])
-    intersection = (high - low).clamp_min(0).prod(-1)
-    area_first = (first[..., 2:] - first[..., :2]).clamp_min(0).prod(-1)
-    area_second = (second[..., 2:] - second[..., :2]).clamp_min(0).prod(-1)
-    union = area_first[:, :, None] + area_second[:, None, :] - intersection
-    return intersection / union.clamp_min(1e-12)
-
-
 def detection_fidelity(output: Instances, source: Instances) -> dict[str, torch.Tensor]:
     """Objects away from the scenes, both read by the same instance extractor (YOLO): a source
     object is found when an output detection of the same class overlaps its box with IoU >= 0.5
     (GLIGEN's detection protocol). Images whose source has no detection get NaN (left out)."""
-    same_label = torch.zeros(source.valid.shape + output.valid.shape[1:], dtype=torch.bool)  # [B, M, N]
+    # Labels name the valid slots, which come first: [B, M, N] class matches and box IoUs.
+    same_label = torch.zeros(source.valid.shape + output.valid.shape[1:], dtype=torch.bool)
+    pair_iou = torch.zeros(same_label.shape)
     for row, (wanted, seen) in enumerate(zip(source.labels, output.labels, strict=True)):
-        for i, label in enumerate(wanted):
-            for j, other in enumerate(seen):
-                same_label[row, i, j] = label == other
+        m, n = len(wanted), len(seen)
+        same_label[row, :m, :n] = torch.tensor([[a == b for b in seen] for a in wanted], dtype=torch.bool).view(m, n)
+        pair_iou[row, :m, :n] = box_iou(source.boxes[row, :m].float(), output.boxes[row, :n].float())
     matching = same_label & source.valid[..., None] & output.valid[:, None, :]
-    iou = torch.where(matching, box_iou(source.boxes.float(), output.boxes.float()), 0.0).amax(-1)
+    iou = torch.where(matching, pair_iou, 0.0).amax(-1)
     present = matching.any(-1).float()
     has_objects = source.valid.any(1)
 

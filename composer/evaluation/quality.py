@@ -60,20 +60,25 @@ def _bytes(images: torch.Tensor) -> torch.Tensor:
     return (images.float().clamp(0, 1) * 255).round().byte()
 
 
-def clip_score(images: torch.Tensor, captions: Sequence[str], path: str | os.PathLike) -> float:
+class ClipScore:
     """Mean CLIP score, `100 * max(cos(image, caption), 0)` (Hessel et al. 2021, as torchmetrics
-    defines it), of images `[N, 3, H, W]` in [0, 1] and their captions, with the CLIP model in the
-    transformers folder `path`.
+    defines it), with the CLIP model in the transformers folder `path`, loaded once.
 
     Computed with decompose's CLIP towers: torchmetrics' CLIPScore breaks on transformers 5, whose
     `get_image_features` returns an output object instead of a tensor.
     """
-    from decompose import ClipImageEncoder, TextEncoder
 
-    if not (Path(path) / "config.json").is_file():
-        raise ValueError(f"CLIP folder {str(path)!r} has no config.json (expected a transformers CLIP model folder)")
-    if len(images) != len(captions):
-        raise ValueError(f"CLIP score needs one caption per image: {len(images)} images, {len(captions)} captions")
-    image_embeddings = ClipImageEncoder.from_pretrained(path)(images.float().clamp(0, 1))  # [N, D], unit length
-    text_embeddings = TextEncoder.clip(path).encode(list(captions)).sentence  # [N, D], unit length
-    return (100 * (image_embeddings * text_embeddings).sum(-1).clamp_min(0)).mean().item()
+    def __init__(self, path: str | os.PathLike):
+        from decompose import ClipImageEncoder, TextEncoder
+
+        if not (Path(path) / "config.json").is_file():
+            raise ValueError(f"CLIP folder {str(path)!r} has no config.json (expected a transformers CLIP model folder)")
+        self.images, self.text = ClipImageEncoder.from_pretrained(path), TextEncoder.clip(path)
+
+    def __call__(self, images: torch.Tensor, captions: Sequence[str]) -> float:
+        """Images `[N, 3, H, W]` in [0, 1] and one caption each."""
+        if len(images) != len(captions):
+            raise ValueError(f"CLIP score needs one caption per image: {len(images)} images, {len(captions)} captions")
+        image_embeddings = self.images(images.float().clamp(0, 1))  # [N, D], unit length
+        text_embeddings = self.text.encode(list(captions)).sentence  # [N, D], unit length
+        return (100 * (image_embeddings * text_embeddings).sum(-1).clamp_min(0)).mean().item()

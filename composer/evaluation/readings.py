@@ -13,7 +13,7 @@ import torch
 from decompose import ClassicalSketch, ColorHistogram, Instances, Intensity
 from decompose.depth import normalize_per_image
 
-from .scene_parser import COLOR_NAMES, SceneParser
+from .scene_parser import SceneParser, color_class
 
 
 @dataclass
@@ -28,14 +28,11 @@ class Objects:
     @classmethod
     def from_scenes(cls, masks: torch.Tensor, valid: torch.Tensor, phrases: list[list[str]]) -> Objects:
         """From a batch of scenes, whose phrases are "<color> <shape>"."""
-        color_class = torch.zeros(valid.shape, dtype=torch.long)
+        slot_classes = torch.zeros(valid.shape, dtype=torch.long)
         for row, items in enumerate(phrases):
             for slot, phrase in enumerate(items):
-                color = phrase.split(" ")[0]
-                if color not in COLOR_NAMES:
-                    raise ValueError(f"phrase {phrase!r} does not start with a scene object color {COLOR_NAMES}")
-                color_class[row, slot] = 1 + COLOR_NAMES.index(color)
-        return cls(masks.bool().cpu(), valid.bool().cpu(), color_class)
+                slot_classes[row, slot] = color_class(phrase)
+        return cls(masks.bool().cpu(), valid.bool().cpu(), slot_classes)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..data import Batch, Collate, Sample
 from ..inputs import batch_inputs
 from ..metrics import edge_f1, histogram_intersection, max_change_outside
 from ..pipeline import ComposerPipeline
-from .fidelity import Truth, condition_fidelity, named_background
+from .fidelity import Truth, bounding_box_masks, condition_fidelity, named_background
 from .readings import Objects, Reader
 
 UNCONDITIONAL, ALL = "unconditional", "all"
@@ -65,11 +65,7 @@ def edit_masks(objects: Objects | None, batch: int, size: tuple[int, int]) -> to
         mask = torch.zeros(batch, 1, *size)
         mask[..., size[0] // 4: 3 * size[0] // 4, size[1] // 4: 3 * size[1] // 4] = 1
         return mask
-    first = objects.masks[:, 0]
-    rows, columns = first.any(-1), first.any(-2)
-    box = rows.unsqueeze(-1) & columns.unsqueeze(-2)
-    box = torch.nn.functional.max_pool2d(box[:, None].float(), 3, 1, 1)
-    return box
+    return bounding_box_masks(objects.masks[:, 0], grow=1)[:, None].float()
 
 
 def representation_rows(truth: Truth, count: int) -> dict[str, torch.Tensor]:

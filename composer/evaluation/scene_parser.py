@@ -64,6 +64,14 @@ class SceneParser(ModelMixin, ConfigMixin):
         return logits.argmax(1), depth.float()
 
 
+def color_class(phrase: str) -> int:
+    """The class of a scene phrase "<color> <shape>": 1 + its color's index in COLOR_NAMES."""
+    color = phrase.split(" ")[0]
+    if color not in COLOR_NAMES:
+        raise ValueError(f"phrase {phrase!r} does not start with a scene object color {COLOR_NAMES}")
+    return 1 + COLOR_NAMES.index(color)
+
+
 def _targets(dataset: SceneDataset, indices: range) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images `[N, 3, S, S]`, classes `[N, S, S]` and depth `[N, 1, S, S]` of the given scenes."""
     images, classes, depths = [], [], []
@@ -71,7 +79,7 @@ def _targets(dataset: SceneDataset, indices: range) -> tuple[torch.Tensor, torch
         scene = dataset.render(item)
         label = torch.zeros(scene.image.shape[-2:], dtype=torch.long)
         for phrase, mask in zip(scene.phrases, scene.masks, strict=True):
-            label[mask] = 1 + COLOR_NAMES.index(phrase.split(" ")[0])
+            label[mask] = color_class(phrase)
         images.append(scene.image)
         classes.append(label)
         depths.append(scene.depth)
