@@ -31,7 +31,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
-from composer.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from composer.checkpoint import (
+    RUN_OUTPUTS,
+    find_checkpoint,
+    last_good_checkpoint,
+    load_checkpoint,
+    newest_valid,
+    point_latest,
+    save_checkpoint,
+    truncate_metrics,
+)
+from composer.checks import require
+from composer.cli import run_or_exit
 from composer.data import Batch, Collate, Sample, SkipTally, data_loader
 from composer.grids import grid_image, reconstructions
 from composer.inputs import PhraseEncoder, batch_inputs, sources_from_config
@@ -42,7 +53,46 @@ logger = logging.getLogger("composer.train")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    run_or_exit(train, cfg)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The numbers a user types, checked before anything is built or written."""
+    trainer, data = cfg.trainer, cfg.data
+    for name in ("max_steps", "gradient_accumulation", "log_every", "checkpoint_every", "keep_checkpoints",
+                 "sample_every", "sample_steps"):
+        require(f"trainer.{name}", trainer[name], minimum=1, integer=True)
+    require("trainer.warmup_steps", trainer.warmup_steps, minimum=0, integer=True)
+    require("trainer.sample_count", trainer.sample_count, minimum=0, integer=True)
+    require("trainer.grad_clip", trainer.grad_clip, minimum=0)
+    require("trainer.ema_decay", trainer.ema_decay, minimum=0, maximum=1)
+    require("trainer.guidance", trainer.guidance, minimum=0)
+    require("data.batch_size", data.batch_size, minimum=1, integer=True)
+    require("data.num_workers", data.num_workers, minimum=0, integer=True)
+    require("data.size", data.size, minimum=8, integer=True)
+    require("data.max_objects", data.max_objects, minimum=1, integer=True)
+    require("optimizer.lr", cfg.optimizer.lr, minimum=0)
+    require("seed", cfg.seed, minimum=0, integer=True)
+
+
+def refuse_to_overwrite(run_dir: Path, resume: str | None) -> None:
+    """A fresh run never writes over another run's files (a finished model, its metrics)."""
+    held = [name for name in RUN_OUTPUTS if (run_dir / name).is_file() or
+            ((run_dir / name).is_dir() and any((run_dir / name).iterdir()))]
+    if held:
+        hint = ("pass resume=latest to continue it" if not resume and "checkpoints" in held
+                else "it has no checkpoint to continue from")
+        raise ValueError(f"run_dir {str(run_dir)!r} already holds {', '.join(held)} from an earlier run ({hint}): "
+                         "choose another run_dir")
+
+
+def train(cfg: DictConfig) -> None:
+    check_config(cfg)
     run_dir = Path(cfg.run_dir)
+    checkpoints = run_dir / "checkpoints"
+    checkpoint = find_checkpoint(checkpoints, cfg.resume)
+    if checkpoint is None:
+        refuse_to_overwrite(run_dir, cfg.resume)
     accelerator = Accelerator(
         mixed_precision=cfg.trainer.mixed_precision,
         gradient_accumulation_steps=cfg.trainer.gradient_accumulation,
@@ -85,16 +135,19 @@ def main(cfg: DictConfig) -> None:
     raw = accelerator.unwrap_model(model)
 
     # --- resume ------------------------------------------------------------------------------
-    checkpoints = run_dir / "checkpoints"
-    checkpoint = find_checkpoint(checkpoints, cfg.resume)
-    if checkpoint is None and not cfg.resume and any(checkpoints.glob("step-*")):
-        raise ValueError(f"{checkpoints} already holds checkpoints; pass resume=latest to continue, "
-                         "or choose another run_dir")
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "skipped": {}}
+    metrics_path = run_dir / "metrics.jsonl"
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, raw, optimizer, lr_scheduler, ema)
+        try:
+            state = load_checkpoint(checkpoint, raw, optimizer, lr_scheduler, ema)
+        except ValueError as error:
+            valid = newest_valid(checkpoint.parent, raw, before=checkpoint)
+            advice = f"the newest valid checkpoint is {valid}: resume={valid}" if valid else "no older checkpoint is valid"
+            raise ValueError(f"cannot resume from {checkpoint}: {error}; {advice}") from None
         ema.to(device)  # its shadow weights were read onto the CPU
         state.pop("ema", None)
+        if accelerator.is_main_process:
+            truncate_metrics(metrics_path, state["step"])  # steps after the checkpoint are logged again
         accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
     if state["step"] >= cfg.trainer.max_steps:
         accelerator.print(f"already trained to step {state['step']} (max_steps={cfg.trainer.max_steps}); nothing to do")
@@ -143,12 +196,10 @@ def main(cfg: DictConfig) -> None:
         return batch, batch_inputs(decomposer, sources, phrase_encoder, batch, generator)
 
     # --- the loop ------------------------------------------------------------------------------
-    metrics_path = run_dir / "metrics.jsonl"
     stream = batches()
     progress = tqdm(total=cfg.trainer.max_steps, initial=state["step"], disable=not accelerator.is_main_process,
                     desc="training", dynamic_ncols=True)
     started = time.perf_counter()
-    last_good = checkpoint
     while state["step"] < cfg.trainer.max_steps:
         step = state["step"] + 1
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + accelerator.process_index)
@@ -160,8 +211,7 @@ def main(cfg: DictConfig) -> None:
             # Every process must stop together: gather each one's verdict (as float: gloo has no bool).
             finite = bool((accelerator.gather(torch.isfinite(loss.detach()).reshape(1).float()) > 0).all())
             if not finite:
-                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}; stopping before the update ({where})")
+                stop_on_nonfinite_loss(accelerator, checkpoints, loss.item(), step)
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.trainer.grad_clip:
                 accelerator.clip_grad_norm_(trainable, cfg.trainer.grad_clip)
@@ -203,7 +253,7 @@ def main(cfg: DictConfig) -> None:
             accelerator.wait_for_everyone()
 
         if step % cfg.trainer.checkpoint_every == 0 or step == cfg.trainer.max_steps:
-            last_good = save_checkpoint(accelerator, checkpoints, step, dict(state), model, optimizer, lr_scheduler, ema,
+            save_checkpoint(accelerator, checkpoints, step, dict(state), model, optimizer, lr_scheduler, ema,
                                         cfg.trainer.keep_checkpoints)
 
     progress.close()
@@ -219,6 +269,18 @@ def main(cfg: DictConfig) -> None:
         accelerator.print(f"done: {state['step']} steps in {minutes:.1f} min; model (EMA) in {raw_final}, "
                           f"samples in {run_dir / 'samples'}, skipped bad data: {tally.summary()}")
     accelerator.end_training()
+
+
+def stop_on_nonfinite_loss(accelerator: Accelerator, checkpoints: Path, loss: float, step: int) -> None:
+    """Stop before the update, naming the checkpoint to go back to; `checkpoints/latest` is pointed
+    at it, so that `resume=latest` does not pick up the weights that gave this loss."""
+    good = last_good_checkpoint(checkpoints, step)
+    if good is not None and accelerator.is_main_process:
+        point_latest(checkpoints, good)
+    accelerator.wait_for_everyone()
+    where = (f"the last good checkpoint is {good} (checkpoints/latest now names it): lower optimizer.lr, then "
+             "resume=latest" if good else "no good checkpoint was written before it: lower optimizer.lr and start again")
+    raise FloatingPointError(f"loss is {loss} at step {step}; stopped before the update: {where}")
 
 
 def _flat(config: dict, prefix: str = "") -> dict:

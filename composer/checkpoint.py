@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 STATE_FILE = "trainer_state.json"
+# What a training run writes into its run_dir: a fresh run refuses a run_dir holding any of them.
+RUN_OUTPUTS = ("checkpoints", "model", "samples", "metrics.jsonl", "config.yaml", "composer")
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -68,18 +72,103 @@ def save_checkpoint(accelerator, root: Path, step: int, state: dict, model, opti
     return final
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"cannot read {path}: the file is damaged or incomplete ({error})") from None
+
+
+def _read_torch(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot read {path}: the file is damaged or incomplete ({first_line})") from None
+
+
 def load_checkpoint(checkpoint: Path, model, optimizer, lr_scheduler, ema) -> dict:
-    """Restore everything `save_checkpoint` wrote; returns the trainer state."""
-    state = read_state(checkpoint)
-    missing, unexpected = model.load_state_dict(load_file(str(checkpoint / "model.safetensors")), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {checkpoint} does not fit this model: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]} (was it trained with other conditions or model settings?)")
-    shadow = load_file(str(checkpoint / "ema.safetensors"))
+    """Restore everything `save_checkpoint` wrote; returns the trainer state. A damaged file or
+    one that does not fit the model is a `ValueError` naming it."""
+    try:
+        state = read_state(checkpoint)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {checkpoint / STATE_FILE}: {error}") from None
+    check_weights(checkpoint, model)
+    model.load_state_dict(_read_weights(checkpoint / "model.safetensors"))
+    shadow = _read_weights(checkpoint / "ema.safetensors")
+    if len(shadow) != len(ema.shadow_params):
+        raise ValueError(f"{checkpoint / 'ema.safetensors'} holds {len(shadow)} EMA tensors; this model trains "
+                         f"{len(ema.shadow_params)}")
     ema.load_state_dict({**state["ema"], "shadow_params": [shadow[str(i)] for i in range(len(shadow))]})
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True))
-    lr_scheduler.load_state_dict(torch.load(checkpoint / "lr_scheduler.pt", map_location="cpu", weights_only=True))
+    try:
+        optimizer.load_state_dict(_read_torch(checkpoint / "optimizer.pt"))
+        lr_scheduler.load_state_dict(_read_torch(checkpoint / "lr_scheduler.pt"))
+    except (KeyError, RuntimeError) as error:  # ValueError (a damaged file, another model's groups) passes through
+        raise ValueError(f"the optimizer state in {checkpoint} does not fit this model: {error}") from None
     return state
+
+
+def check_weights(checkpoint: Path, model) -> None:
+    """`checkpoint/model.safetensors` is readable and holds exactly the model's weights, shape for shape."""
+    path = checkpoint / "model.safetensors"
+    saved = _read_weights(path)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]} "
+                         "(was it trained with other conditions or model settings?)")
+    wrong = [key for key, value in saved.items() if value.shape != expected[key].shape]
+    if wrong:
+        key = wrong[0]
+        raise ValueError(f"{path} does not fit this model: {key} has shape {tuple(saved[key].shape)}, the model's "
+                         f"{tuple(expected[key].shape)} (was it trained with other model settings?)")
+
+
+def newest_valid(root: Path, model, before: Path | None = None) -> Path | None:
+    """The newest complete checkpoint in `root` (older than `before`) whose weights load into `model`."""
+    for path in sorted(root.glob("step-*"), reverse=True):
+        if before is not None and path.name >= before.name or not (path / STATE_FILE).is_file():
+            continue
+        try:
+            check_weights(path, model)
+            _read_weights(path / "ema.safetensors")
+        except ValueError:
+            continue
+        return path
+    return None
+
+
+def last_good_checkpoint(root: Path, failed_step: int) -> Path | None:
+    """The newest checkpoint that can be trained on from, after the loss went non-finite at
+    `failed_step`: the weights saved at step s gave step s + 1's loss, so only checkpoints up to
+    `failed_step - 2` are known good (`failed_step - 1`'s weights are the ones that failed: large,
+    maybe still finite), and only those whose weights are all finite."""
+    for path in sorted(root.glob("step-*"), reverse=True):
+        if not (path / STATE_FILE).is_file() or read_state(path)["step"] > failed_step - 2:
+            continue
+        try:
+            weights = _read_weights(path / "model.safetensors")
+        except ValueError:
+            continue
+        if all(bool(torch.isfinite(value).all()) for value in weights.values() if value.is_floating_point()):
+            return path
+    return None
+
+
+def point_latest(root: Path, checkpoint: Path) -> None:
+    """Make `resume=latest` continue from `checkpoint`."""
+    _atomic_write(root / "latest", checkpoint.name)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the rows a resumed run will log again (steps after `step`), so no step appears twice."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        _atomic_write(path, "".join(line + "\n" for line in kept))
 
 
 def find_checkpoint(root: Path, resume: str | None) -> Path | None:

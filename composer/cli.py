@@ -1,37 +1,40 @@
 """What the command-line entry points share: rebuilding a pipeline from a trained model folder,
-reading images and masks at the model's size, writing the index of a sweep."""
+checking the numbers and paths a user typed, writing outputs without overwriting anything, and
+the index of a sweep."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
+from tqdm.auto import tqdm
 
 from decompose import (
     AnnotatedDepth,
     AnnotatedInstances,
     DatasetCaptions,
     Decomposer,
+    Intensity,
     TextEncoder,
-    load_image,
 )
-from decompose.images import _pil_open
 
+from .checks import require
 from .inputs import PhraseEncoder, sources_from_config
 from .pipeline import ComposerPipeline, model_folder
 
 
-def build_pipeline(checkpoint: str, scheduler: str = "ddim", annotations: bool = False) -> ComposerPipeline:
+def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: bool = False,
+                   allow_missing_weights: bool = False) -> ComposerPipeline:
     """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights).
     With `annotations`, extractors that pass a dataset's ground truth through are kept (for
     evaluating on that dataset)."""
-    pipe = ComposerPipeline.from_checkpoint(checkpoint, scheduler)  # checks the folder and its weights first
+    pipe = ComposerPipeline.from_checkpoint(checkpoint, scheduler, allow_missing_weights=allow_missing_weights)
     folder = model_folder(checkpoint)
     conditions_file = folder / "conditions.yaml"
     if not conditions_file.is_file():
@@ -45,60 +48,76 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim", annotations: bool =
         print("note: conditions from dataset annotations are left out for new images: "
               + ", ".join(e.name for e in annotated), file=sys.stderr)
     extractors = [e for e in extractors if e not in annotated]
+    for extractor in extractors:
+        if isinstance(extractor, Intensity):
+            extractor.randomize = False  # random RGB weights teach re-coloring; sampling wants one fixed gray
     text = next((extractor for extractor in extractors if isinstance(extractor, TextEncoder)), None)
-    pipe.decomposer = Decomposer([DatasetCaptions(), *extractors])
+    pipe.register_modules(decomposer=Decomposer([DatasetCaptions(), *extractors]),
+                          phrase_encoder=PhraseEncoder(text) if text else None)
     pipe.sources = sources_from_config(conditions)
-    pipe.phrase_encoder = PhraseEncoder(text) if text else None
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def image_size(pipe: ComposerPipeline) -> int:
-    size = pipe.model.unet.config.sample_size
-    if pipe.model.vae is not None:
-        size *= 2 ** (len(pipe.model.vae.config.block_out_channels) - 1)
-    return int(size)
+# --- numbers ------------------------------------------------------------------------------------
 
 
-def read_pixels(path: str) -> np.ndarray:
-    """A file's pixels as stored (no resizing), for size and binarity checks."""
-    try:
-        with _pil_open(Path(path)) as image:
-            return np.asarray(image.convert("L") if image.mode not in ("L", "1") else image)
-    except FileNotFoundError:
-        raise ValueError(f"file {path!r} does not exist") from None
-    except OSError as error:
-        raise ValueError(f"cannot read {path!r}: {error}") from None
+def check_sampling(cfg: DictConfig) -> None:
+    """The sampling settings edit, recombine and evaluate share."""
+    require("guidance", cfg.guidance, minimum=0)
+    require("steps", cfg.steps, minimum=1, integer=True)
+    require("seed", cfg.seed, minimum=0, integer=True)
+    if "grounding_fraction" in cfg:
+        require("grounding_fraction", cfg.grounding_fraction, minimum=0, maximum=1, optional=True)
 
 
-def image_and_mask(image_path: str, mask_path: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`[1, 3, S, S]` image and `[1, 1, S, S]` mask (1 = regenerate), checked against each other."""
-    image_pixels, mask_pixels = read_pixels(image_path), read_pixels(mask_path)
-    if image_pixels.shape[:2] != mask_pixels.shape[:2]:
-        raise ValueError(f"mask {mask_path!r} is {mask_pixels.shape[1]}x{mask_pixels.shape[0]} but image "
-                         f"{image_path!r} is {image_pixels.shape[1]}x{image_pixels.shape[0]}; expected the same size")
-    values = np.unique(mask_pixels)
-    if not set(values.tolist()) <= {0, 1, 255}:
-        raise ValueError(f"mask {mask_path!r} is not binary: it has {len(values)} gray levels; "
-                         "expected black (keep) and white (regenerate) only")
-    image = load_image(image_path, size)[None]
-    mask = Image.fromarray(((mask_pixels > 0) * 255).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST)
-    return image, torch.from_numpy(np.asarray(mask) > 127).float()[None, None]
+# --- files --------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {suffix for suffix, name in Image.registered_extensions().items() if name in Image.SAVE}
+LOSSY_SUFFIXES = {".jpg", ".jpeg", ".webp"}
 
 
-def record_output(cfg, out: Path) -> None:
-    """Add `out` and the settings that made it (all of `cfg` but `out`) to the index."""
+def output_file(out, *, inputs: Iterable[str] = (), overwrite: bool = False, default_name: str) -> Path:
+    """Where to write an image, checked before any work: never one of the inputs, never a folder,
+    an extension Pillow writes, and an existing file only with `overwrite`. `out=None` is
+    `default_name` in hydra's output folder (the job's own folder in a sweep)."""
+    if out is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        out = Path(HydraConfig.get().runtime.output_dir) / default_name
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a folder; expected an image file path such as {out / default_name}")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"out={str(out)!r} has no image extension Pillow writes; expected e.g. .png")
+    resolved = out.resolve()
+    if any(Path(path).resolve() == resolved for path in inputs if path):
+        raise ValueError(f"out={str(out)!r} is one of the inputs: choose another file, nothing is overwritten")
+    if out.exists() and not overwrite:
+        raise ValueError(f"out={str(out)!r} already exists: choose another file, or pass overwrite=true")
+    if out.suffix.lower() in LOSSY_SUFFIXES:
+        print(f"note: {out.suffix} is lossy; write .png to keep the unedited pixels exactly", file=sys.stderr)
+    return out
+
+
+def record_output(cfg, out: Path, **extra) -> None:
+    """Add `out` and the settings that made it (all of `cfg` but `out`, plus `extra`) to the index."""
     settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "out"}
-    write_index(index_path(out), {"output": str(out.resolve()), **settings})
+    write_index(index_path(out), {"output": str(out.resolve()), **settings, **extra})
 
 
-def run_or_exit(run, cfg) -> None:
+def run_or_exit(run: Callable, cfg, done: Callable[[object], str] | None = None) -> None:
     """Run an entry point: bad input ends with one `error:` line and exit code 2, not a traceback."""
     try:
         out = run(cfg)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+        for bar in list(getattr(tqdm, "_instances", ())):  # an open progress bar would swallow the line
+            bar.close()
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"wrote {out}")
+    if done is not None:
+        print(done(out))
+    elif out is not None:
+        print(f"wrote {out}")
 
 
 def write_index(index_file: Path, record: dict) -> None:

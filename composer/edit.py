@@ -1,8 +1,10 @@
 """`python -m composer.edit checkpoint=DIR image=IN.png mask=MASK.png caption="..." out=OUT.png`
 
 Region-restricted editing (Composer, Huang et al. 2023, sec. 4.1): the white part of the mask is
-regenerated under the image's own conditions (and the caption); every pixel outside it is kept.
-A hydra app: `--multirun guidance=1,3,5 seed=0,1` sweeps and writes index.jsonl.
+regenerated under the image's own conditions (and the caption); every pixel outside it is kept
+byte for byte. The output has the photo's own size: a window around the mask is generated at the
+model's size and pasted back inside the mask only (`composer.region`). A hydra app:
+`--multirun guidance=1,3,5 seed=0,1` sweeps and writes index.jsonl.
 """
 
 from __future__ import annotations
@@ -10,25 +12,44 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 
-from .cli import build_pipeline, image_and_mask, image_size, record_output, run_or_exit
+from decompose import load_image, load_mask
+from decompose.images import _pil_open
+
+from .checks import require
+from .cli import build_pipeline, check_sampling, output_file, record_output, run_or_exit
+
+
+def composite(image_path: str, generated: np.ndarray, mask: torch.Tensor) -> Image.Image:
+    """The file's own pixels with `generated [H, W, 3]` (uint8) inside `mask [1, H, W]`: outside it,
+    every byte is the file's, alpha included (RGBA stays RGBA)."""
+    with _pil_open(Path(image_path)) as opened:
+        has_alpha = opened.mode in ("RGBA", "LA", "PA") or (opened.mode == "P" and "transparency" in opened.info)
+        original = np.array(opened.convert("RGBA" if has_alpha else "RGB"))
+    inside = mask[0].cpu().numpy() > 0
+    original[inside, :3] = generated[inside]
+    return Image.fromarray(original)
 
 
 def run(cfg: DictConfig) -> Path:
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler)
-    size = image_size(pipe)
-    image, mask = image_and_mask(cfg.image, cfg.mask, size)
-    image, mask = image.to(pipe.device), mask.to(pipe.device)
+    check_sampling(cfg)
+    require("context", cfg.context, minimum=0)
+    out = output_file(cfg.out, inputs=[cfg.image, cfg.mask], overwrite=cfg.overwrite, default_name="edit.png")
+    image = load_image(cfg.image)[None]  # [1, 3, H, W] at the photo's own size
+    mask = load_mask(cfg.mask, tuple(image.shape[-2:]), cfg.image)[None]  # [1, 1, H, W]
+    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights)
     conditions = "all" if cfg.conditions == "all" else list(cfg.conditions)
     captions = [cfg.caption] if cfg.caption else None
     result = pipe(images=image, captions=captions, conditions=conditions, guidance=cfg.guidance,
-                  edit_image=image, edit_mask=mask, num_inference_steps=cfg.steps,
-                  generator=torch.Generator().manual_seed(cfg.seed), progress=True)
-    out = Path(cfg.out)
+                  edit_image=image, edit_mask=mask, edit_context=cfg.context, num_inference_steps=cfg.steps,
+                  generator=torch.Generator().manual_seed(cfg.seed), output_type="np", progress=True)
+    generated = np.round(result.images[0] * 255).astype(np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result.images[0].save(out)
+    composite(cfg.image, generated, mask[0]).save(out)
     record_output(cfg, out)
     return out
 

@@ -20,7 +20,8 @@ from torch.utils.data import IterableDataset
 
 from decompose import TransformersDepth, YoloInstances
 
-from .cli import build_pipeline, image_size, run_or_exit
+from .checks import require
+from .cli import build_pipeline, check_sampling, run_or_exit
 from .data import SceneDataset
 from .evaluation import (
     Evaluation,
@@ -31,6 +32,7 @@ from .evaluation import (
     write_report,
 )
 from .evaluation.quality import ClipScore, inception_metrics
+from .evaluation.report import REPORT_FILES
 from .pipeline import model_folder
 
 
@@ -41,12 +43,27 @@ def output_folder(cfg: DictConfig) -> Path:
     return (folder.parent if folder.name == "model" else folder) / "evaluation"
 
 
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Before the work: a folder holding an earlier report is never written over unless asked."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; expected a folder for the report")
+    held = [name for name in REPORT_FILES if (out / name).exists()]
+    if held and not overwrite:
+        raise ValueError(f"{out} already holds an evaluation ({', '.join(held)}): pass out=ANOTHER_FOLDER, "
+                         "or overwrite=true to replace it")
+
+
 def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
-    if cfg.n < 2:
-        raise ValueError(f"n must be >= 2 (the other-scene baseline needs two sources), got {cfg.n}")
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True)
-    size = image_size(pipe)
+    check_sampling(cfg)
+    require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
+    require("batch", cfg.batch, minimum=2, integer=True)
+    require("grid_count", cfg.grid_count, minimum=0, integer=True)
+    out = output_folder(cfg)
+    check_output_folder(out, cfg.overwrite)
+    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True,
+                          allow_missing_weights=cfg.allow_missing_weights)
+    size = pipe.image_size
     OmegaConf.update(cfg, "data.size", size)  # held-out sources at the model's size
     if not cfg.data.get("val"):
         raise ValueError(f"data={cfg.data} has no held-out split (data.val)")
@@ -84,7 +101,7 @@ def run(cfg: DictConfig) -> Path:
                   reader="scene parser" if parser is not None else "extractors")
     summary = summarize(result, record, quality or None)
     command = "python -m composer.evaluate " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
-    paths = write_report(summary, result.grid, output_folder(cfg), command)
+    paths = write_report(summary, result.grid, out, command)
     goal = summary["goal"]
     print(f"every condition beats unconditional: {goal['every_single_condition_beats_unconditional']}; "
           f"recombination follows A's sketch and B's palette: {goal['recombination_follows_sketch_a_and_palette_b']}")

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from conditions import ConditionSpec, GroundingInput, TextInput
 from decompose import Decomposer, Decomposition, TextEncoder
@@ -19,25 +20,43 @@ class ConditionSource:
     representation: str
 
 
-class PhraseEncoder:
-    """Phrase embeddings for grounding, `[B, M, D]`, with a cache: datasets repeat their phrases."""
+class PhraseEncoder(nn.Module):
+    """Phrase embeddings for grounding, `[B, M, D]`, with a cache: datasets repeat their phrases.
+
+    A module around the caption's `TextEncoder`, so that a pipeline's `.to()` moves it; the cache
+    holds CPU float32 embeddings and each call returns them on the device and in the dtype asked.
+    """
 
     def __init__(self, text: TextEncoder, cache_size: int = 100_000):
+        super().__init__()
         self.text, self.cache, self.cache_size = text, {}, cache_size
 
-    def __call__(self, phrases: Sequence[Sequence[str]], slots: int, device: torch.device) -> torch.Tensor:
+    @property
+    def device(self) -> torch.device:
+        return self.text.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text.dtype
+
+    @property
+    def dim(self) -> int:
+        config = self.text.model.config
+        return config.hidden_size if self.text.pooling == "mean" else config.projection_dim
+
+    def forward(self, phrases: Sequence[Sequence[str]], slots: int, device: torch.device,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
         new = sorted({p for row in phrases for p in row if p not in self.cache})
         if new:
-            embeddings = self.text.encode(new).sentence.cpu()
+            embeddings = self.text.encode(new).sentence.float().cpu()
             if len(self.cache) + len(new) > self.cache_size:
                 self.cache.clear()
             self.cache.update(zip(new, embeddings, strict=True))
-        dim = self.text.model.config.hidden_size if self.text.pooling == "mean" else self.text.model.config.projection_dim
-        out = torch.zeros(len(phrases), slots, dim)
+        out = torch.zeros(len(phrases), slots, self.dim)
         for row, items in enumerate(phrases):
             for slot, phrase in enumerate(items[:slots]):
                 out[row, slot] = self.cache[phrase]
-        return out.to(device)
+        return out.to(device=device, dtype=dtype)
 
 
 def _trainable(tensor: torch.Tensor | None) -> torch.Tensor | None:
@@ -73,7 +92,8 @@ def batch_inputs(decomposer: Decomposer, sources: Sequence[ConditionSource], phr
     """Condition inputs of a collated `composer.data.Batch` (on the decomposer's device): its images
     decomposed with its captions and annotations, its boxes and embedded phrases for grounding."""
     parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(), generator=generator)
-    phrases = phrase_encoder(batch.phrases, batch.boxes.shape[1], batch.images.device) if phrase_encoder else None
+    phrases = (phrase_encoder(batch.phrases, batch.boxes.shape[1], batch.images.device, batch.images.dtype)
+               if phrase_encoder else None)
     return condition_inputs(parts, sources, batch.boxes, batch.box_valid, phrases)
 
 

@@ -261,4 +261,5 @@ class ComposerModel(ModelMixin, ConfigMixin):
         noisy = self.noise_scheduler.add_noise(x0, noise, timesteps)
         conditions = self.condition(inputs, keep, batch, tuple(x0.shape[-2:]))
         prediction = self.denoise(noisy, timesteps, conditions)
-        return F.mse_loss(prediction.float(), self.target(x0, noise, timesteps).float())
+        dtype = torch.promote_types(prediction.dtype, torch.float32)  # fp16/bf16 up to float32; float64 stays
+        return F.mse_loss(prediction.to(dtype), self.target(x0, noise, timesteps).to(dtype))

@@ -9,6 +9,7 @@ edit inside a region; interpolate; invert (Composer, Huang et al. 2023, sec. 3-4
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,10 +28,14 @@ from PIL import Image
 from decompose import Decomposer, check_images
 from decompose.masked_image import check_masks
 
+from .checks import require
 from .inputs import ConditionSource, PhraseEncoder, condition_inputs
 from .layout import Layout
 from .model import ComposerModel
+from .region import crop, mask_window, paste
 from .sampling import KnownRegion, guided_sample, keep_only
+
+logger = logging.getLogger(__name__)
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,
@@ -48,36 +53,66 @@ def model_folder(checkpoint: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(checkpoint: str | os.PathLike) -> ComposerModel:
-    """A trained ComposerModel from its folder (or a run folder holding `model/`), with a clear error."""
+def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = False) -> ComposerModel:
+    """A trained ComposerModel from its folder (or a run folder holding `model/`), with clear errors.
+
+    Loading is strict: a weights file that lacks any of the model's weights is an error. A model
+    saved before a module existed (e.g. the grounding layout map) loads with
+    `allow_missing_weights=True`: the missing modules keep their fresh initialisation, which is
+    zero where it matters, so they add nothing until trained.
+    """
     path = model_folder(checkpoint)
     if not (path / ComposerModel.config_name).is_file():
         raise ValueError(f"checkpoint {str(checkpoint)!r} is not a Composer model folder (no {ComposerModel.config_name})")
-    if not any(path.glob("*.safetensors")):
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
         raise ValueError(f"checkpoint {str(checkpoint)!r} has no weights (expected diffusion_pytorch_model.safetensors)")
-    # Weights a checkpoint lacks (one saved before a module was added, e.g. the grounding layout
-    # map) keep their fresh initialisation, zero where it matters, instead of staying on "meta".
-    return ComposerModel.from_pretrained(str(path), low_cpu_mem_usage=False).eval()
+    where = str(files[0]) if len(files) == 1 else f"the weights in {str(path)!r}"
+    try:
+        model, info = ComposerModel.from_pretrained(str(path), low_cpu_mem_usage=False, output_loading_info=True)
+    except (OSError, RuntimeError, ValueError) as error:
+        # Truncated files (OSError) and weights of other shapes (RuntimeError: "size mismatch").
+        details = [line.strip() for line in str(error).splitlines() if "size mismatch" in line][:2]
+        reason = "; ".join(details) or "the file is damaged or incomplete"
+        raise ValueError(f"cannot load {where}: {reason} (was it saved with other model settings?)") from None
+    missing, unexpected = info["missing_keys"], info["unexpected_keys"]
+    if unexpected:
+        raise ValueError(f"{where} holds weights this model does not have ({_first(unexpected)}): "
+                         "it was saved with other conditions or model settings")
+    if missing and not allow_missing_weights:
+        raise ValueError(f"{where} lacks {len(missing)} of this model's weights ({_first(missing)}); if it was saved "
+                         "before these modules existed, load it with allow_missing_weights=true (they start at "
+                         "their zero initialisation)")
+    if missing:
+        logger.warning("%s lacks %d weights (%s): they keep their fresh initialisation", where, len(missing),
+                       _first(missing))
+    return model.eval()
+
+
+def _first(keys: Sequence[str], count: int = 3) -> str:
+    return ", ".join(keys[:count]) + (f" and {len(keys) - count} more" if len(keys) > count else "")
 
 
 class ComposerPipeline(DiffusionPipeline):
     """A diffusers pipeline around a `ComposerModel` and any diffusers scheduler.
 
     `decomposer` (a `decompose.Decomposer`) and `sources` (which representation feeds each condition)
-    let it take raw images; without them it takes precomputed condition inputs only.
+    let it take raw images; without them it takes precomputed condition inputs only. The decomposer
+    and the phrase encoder are registered components, so `.to()` moves them with the model.
     """
 
+    _optional_components = ["decomposer", "phrase_encoder"]
+
     def __init__(self, model: ComposerModel, scheduler, decomposer: Decomposer | None = None,
-                 sources: Sequence[ConditionSource] | None = None, phrase_encoder: PhraseEncoder | None = None):
+                 phrase_encoder: PhraseEncoder | None = None, sources: Sequence[ConditionSource] | None = None):
         super().__init__()
-        self.register_modules(model=model, scheduler=scheduler)
-        self.decomposer = decomposer
+        self.register_modules(model=model, scheduler=scheduler, decomposer=decomposer, phrase_encoder=phrase_encoder)
         self.sources = list(sources or [])
-        self.phrase_encoder = phrase_encoder
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, scheduler: str = "ddim", **kwargs) -> ComposerPipeline:
-        model = load_model(checkpoint)
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, scheduler: str = "ddim", *,
+                        allow_missing_weights: bool = False, **kwargs) -> ComposerPipeline:
+        model = load_model(checkpoint, allow_missing_weights=allow_missing_weights)
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
         return cls(model, SCHEDULERS[scheduler].from_config(model.noise_scheduler.config), **kwargs)
@@ -111,7 +146,7 @@ class ComposerPipeline(DiffusionPipeline):
             check_images(batch)
             key = id(batch)
             if key not in decomposed:  # each distinct image batch is decomposed once
-                batch = batch.to(self.device)
+                batch = batch.to(self.device, self.dtype)
                 text = list(captions) if captions is not None else [""] * batch.shape[0]
                 parts = self.decomposer(batch, captions=[t or "an image" for t in text], masks=masks, generator=generator)
                 decomposed[key] = condition_inputs(parts, self.sources)
@@ -141,13 +176,34 @@ class ComposerPipeline(DiffusionPipeline):
         for index, obj in enumerate(layout.objects):
             boxes[:, index] = torch.tensor(obj.box)
             valid[:, index] = True
-        phrases = self.phrase_encoder([[obj.phrase for obj in layout.objects]] * batch, slots, self.device)
-        return {grounding[0]: GroundingInput(boxes.to(self.device), phrases, valid.to(self.device))}
+        phrases = self.phrase_encoder([[obj.phrase for obj in layout.objects]] * batch, slots, self.device, self.dtype)
+        return {grounding[0]: GroundingInput(boxes.to(self.device, self.dtype), phrases, valid.to(self.device))}
 
     # --- generation -----------------------------------------------------------------------------
 
     def keep_mask(self, names: Sequence[str] | str, batch: int) -> dict[str, torch.Tensor]:
         return keep_only(self.condition_names, names, batch, self.device)
+
+    @property
+    def image_size(self) -> int:
+        """The side, in pixels, of the square images the model was trained on."""
+        size = self.model.unet.config.sample_size
+        if self.model.vae is not None:
+            size *= 2 ** (len(self.model.vae.config.block_out_channels) - 1)
+        return int(size)
+
+    @staticmethod
+    def check_inputs(guidance: float, num_inference_steps: int, grounding_fraction: float | None,
+                     strength: Mapping[str, float] | None, output_type: str, edit_context: float) -> None:
+        """Numbers a user types: a short error naming the bad value (NaN guidance would give a black image)."""
+        require("guidance", guidance, minimum=0)
+        require("num_inference_steps", num_inference_steps, minimum=1, integer=True)
+        require("grounding_fraction", grounding_fraction, minimum=0, maximum=1, optional=True)
+        for name, value in (strength or {}).items():
+            require(f"strength of {name!r}", value, minimum=0)
+        require("edit_context", edit_context, minimum=0)
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
 
     @torch.no_grad()
     def __call__(self, inputs: Mapping[str, object] | None = None, *,
@@ -155,17 +211,85 @@ class ComposerPipeline(DiffusionPipeline):
                  layout: Layout | None = None, conditions: Sequence[str] | str = "all", negative: Sequence[str] = (),
                  guidance: float = 3.0, strength: Mapping[str, float] | None = None, grounding_fraction: float = 0.3,
                  edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
-                 num_inference_steps: int = 50, generator: torch.Generator | None = None,
+                 edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
                  output_type: str = "pil", progress: bool = True) -> ImagePipelineOutput:
-        """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)`, c2 = `conditions`, c1 = `negative`
-        (empty: classifier-free guidance). Inputs come precomputed (`inputs`), raw (`images`,
-        `captions`, `layout`), or both. With `edit_image` and `edit_mask` (1 = regenerate), pixels
-        outside the mask come out identical to `edit_image`."""
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)` (Composer eq. 2).
+
+        Args:
+            inputs: precomputed condition inputs `{condition: input}` at the model's size.
+            images: raw images `[B, 3, H, W]` in [0, 1] decomposed for every condition, or
+                `{condition: images}` so that each condition comes from its own image.
+            captions: one caption per image, for the text condition.
+            layout: an LMD layout (boxes + phrases) for the grounding condition.
+            conditions: c2, the conditions the output follows ("all" = every one).
+            negative: c1, the conditions of the other branch (empty: classifier-free guidance).
+            guidance: w; 1 follows c2 without guidance, larger values push further from c1.
+            strength: per condition, 0 (dropped) to 1 (as trained); above 1 emphasised.
+            grounding_fraction: GLIGEN's scheduled sampling, boxes on for this share of the steps
+                (None: every step).
+            edit_image: region editing: the image `[B, 3, H, W]` to edit, at any size.
+            edit_mask: `[B, 1, H, W]`, 1 = regenerate. The output has `edit_image`'s size and is
+                identical to it outside the mask.
+            edit_context: the window generated around each mask: its bounding box widened by this
+                share of its longer side on every side (at least the model's size).
+            num_inference_steps: denoising steps.
+            generator: the CPU generator for noise, random masks and the like.
+            latents: the starting noise, instead of drawing it.
+            size: output `(height, width)` without an image to take it from (default: the model's).
+            batch_size: outputs without an image to count them from (default 1).
+            output_type: "pil", "np" (`[B, H, W, 3]`) or "pt" (`[B, 3, H, W]`), in [0, 1].
+            progress: show a progress bar.
+        """
+        # 1. check inputs
+        self.check_inputs(guidance, num_inference_steps, grounding_fraction, strength, output_type, edit_context)
+        if (edit_image is None) != (edit_mask is None):
+            raise ValueError("region editing needs both edit_image and edit_mask")
+        settings = dict(conditions=conditions, negative=negative, guidance=guidance, strength=strength,
+                        grounding_fraction=grounding_fraction, num_inference_steps=num_inference_steps,
+                        generator=generator, latents=latents, progress=progress)
+        if edit_image is not None:
+            result = self._edit(inputs, images, captions, layout, edit_image, edit_mask, edit_context, settings)
+        else:
+            result = self._generate(inputs, images, captions, layout, size=size, batch_size=batch_size, **settings)
+        # 5. post-process
+        return ImagePipelineOutput(images=self._output(result, output_type))
+
+    def _edit(self, inputs, images, captions, layout, edit_image: torch.Tensor, edit_mask: torch.Tensor,
+              context: float, settings: dict) -> torch.Tensor:
+        """Region editing at the image's own size: each image's window around its mask is generated
+        at the model's size, scaled back and pasted inside the mask (`composer.region`)."""
+        check_images(edit_image)
+        mask = check_masks(edit_mask, edit_image)
+        side = self.image_size
+        windows = [mask_window(item[0], side, context) for item in mask]
+
+        def crops(batch: torch.Tensor, **kwargs) -> torch.Tensor:  # [B, C, H, W] -> [B, C, side, side]
+            return torch.stack([crop(item, window, side, **kwargs) for item, window in zip(batch, windows, strict=True)])
+
+        # Raw images of the edited image's size are read through the same windows.
+        cropped = {id(edit_image): crops(edit_image)}
+        if isinstance(images, torch.Tensor) or isinstance(images, Mapping):
+            originals = {"": images} if isinstance(images, torch.Tensor) else dict(images)
+            for batch in originals.values():
+                if batch.shape[-2:] == edit_image.shape[-2:] and id(batch) not in cropped:
+                    cropped[id(batch)] = crops(batch)
+            per_condition = {name: cropped.get(id(batch), batch) for name, batch in originals.items()}
+            images = per_condition[""] if isinstance(images, torch.Tensor) else per_condition
+        generated = self._generate(inputs, images, captions, layout, size=None, batch_size=None,
+                                   known=(cropped[id(edit_image)], crops(mask, mask=True)), **settings)
+        original = edit_image.to(generated.device, generated.dtype)
+        return torch.stack([paste(image, output, window, item) for image, output, window, item
+                            in zip(original, generated, windows, mask.to(generated.device), strict=True)])
+
+    def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
+                  grounding_fraction, num_inference_steps, generator, latents, progress, size, batch_size,
+                  known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Images `[B, 3, H, W]` in [0, 1] at the model's (or the given) size; with `known =
+        (image, mask)` at that size, pixels outside the mask are the image's."""
+        # 2. prepare conditions
         all_inputs: dict[str, object] = dict(inputs or {})
-        reference = edit_image
+        reference = known[0] if known is not None else None
         if images is not None:
             all_inputs.update(self.decompose(images, captions, generator=generator))
             first = images if isinstance(images, torch.Tensor) else next(iter(images.values()))
@@ -176,31 +300,29 @@ class ComposerPipeline(DiffusionPipeline):
             count = batch_size or (reference.shape[0] if reference is not None else 1)
             all_inputs.update(self.layout_inputs(layout, count))
 
-        known = None
-        if edit_image is not None or edit_mask is not None:
-            if edit_image is None or edit_mask is None:
-                raise ValueError("region editing needs both edit_image and edit_mask")
-            check_images(edit_image)
-            mask = check_masks(edit_mask, edit_image).to(self.device)
-            edit_image = edit_image.to(self.device)
+        # 3. prepare latents (and, for editing, the region to keep)
+        region = None
+        if known is not None:
+            edit_image, mask = (tensor.to(self.device, self.dtype) for tensor in known)
             if "masked_image" in self.condition_names:
                 all_inputs["masked_image"] = torch.cat([edit_image * (1 - mask), mask], 1)
             x0 = self.model.encode(edit_image)
             keep = 1 - torch.nn.functional.interpolate(mask, size=x0.shape[-2:], mode="area").ceil()
-            noise = torch.randn(x0.shape, generator=generator).to(self.device)
-            known = KnownRegion(x0, keep, noise)
-
+            noise = torch.randn(x0.shape, generator=generator).to(self.device, x0.dtype)
+            region = KnownRegion(x0, keep, noise)
         if size is None:
-            size = tuple(reference.shape[-2:]) if reference is not None else (self.model.unet.config.sample_size,) * 2
+            size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
         batch = batch_size or (reference.shape[0] if reference is not None else 1)
+
+        # 4. denoise
         images_out = guided_sample(
             self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch), size,
             guidance, num_inference_steps, generator, progress, strength, self.scheduler, latents,
-            grounding_fraction, known,
+            grounding_fraction, region,
         )
-        if edit_image is not None:  # composite the original back: outside the mask, exactly the input
-            images_out = mask * images_out + (1 - mask) * edit_image.float()
-        return ImagePipelineOutput(images=self._output(images_out, output_type))
+        if known is not None:  # outside the mask, exactly the input
+            images_out = mask * images_out + (1 - mask) * edit_image
+        return images_out
 
     def decompose_captions(self, captions: Sequence[str]) -> dict[str, object]:
         from conditions import TextInput

@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw
 from decompose import load_image
 from decompose.render import palette_swatch, to_pil
 
-from .cli import build_pipeline, image_size, record_output, run_or_exit
+from .checks import require
+from .cli import build_pipeline, check_sampling, output_file, record_output, run_or_exit
 from .layout import LayoutClient, load_layout
 
 IMAGE_CONDITIONS = ("sketch", "color", "depth", "intensity", "instances", "masked_image", "image_embedding")
@@ -55,12 +56,18 @@ def grid(columns: list[tuple[str, Image.Image, Image.Image | None]], result: Ima
 
 
 def run(cfg: DictConfig) -> Path:
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler)
-    size = image_size(pipe)
+    check_sampling(cfg)
+    require("batch", cfg.batch, minimum=1, integer=True)
+    strength = dict(cfg.strength or {})
     paths = {name: cfg[name] for name in IMAGE_CONDITIONS if cfg.get(name)}
-    unknown = [name for name in paths if name not in pipe.condition_names]
+    out = output_file(cfg.out, inputs=[*paths.values(), cfg.layout], overwrite=cfg.overwrite,
+                      default_name="recombined.png")
+    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights)
+    size = pipe.image_size
+    unknown = [name for name in [*paths, *strength] if name not in pipe.condition_names]
     if unknown:
         raise ValueError(f"this model has no condition {unknown}; it has {pipe.condition_names}")
+    generator = torch.Generator().manual_seed(cfg.seed)  # one generator: decomposition (random masks), then noise
     loaded: dict[str, torch.Tensor] = {}
     images = {}
     for name, path in paths.items():  # the same file twice is decomposed once
@@ -79,27 +86,25 @@ def run(cfg: DictConfig) -> Path:
         [s.spec.name for s in pipe.sources if s.spec.kind == "grounding" and layout]
     if not conditions:
         raise ValueError("give at least one condition: an image for " + ", ".join(IMAGE_CONDITIONS) + ", a caption or a layout")
-    inputs = pipe.decompose(images, captions, layout=layout) if images else {}
+    inputs = pipe.decompose(images, captions, layout=layout, generator=generator) if images else {}
     if not images:
         if captions:
             inputs.update(pipe.decompose_captions(captions))
         if layout:
             inputs.update(pipe.layout_inputs(layout, cfg.batch))
     result = pipe(inputs, conditions=conditions, negative=list(cfg.negative), guidance=cfg.guidance,
-                  strength=dict(cfg.strength), grounding_fraction=cfg.grounding_fraction, num_inference_steps=cfg.steps,
-                  generator=torch.Generator().manual_seed(cfg.seed), size=(size, size), batch_size=cfg.batch,
-                  progress=True)
+                  strength=strength, grounding_fraction=cfg.grounding_fraction, num_inference_steps=cfg.steps,
+                  generator=generator, size=(size, size), batch_size=cfg.batch, progress=True)
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()), representation_picture(name, inputs[name], size))
                for name, path in paths.items() if name in inputs]
     if caption:
         columns.append((f"caption: {caption[:40]}", Image.new("RGB", (size, size), "white"), None))
-    out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     picture = grid(columns, result.images[0])
     picture.save(out)
     for index, image in enumerate(result.images[1:], start=1):
         image.save(out.with_name(f"{out.stem}-{index}{out.suffix}"))
-    record_output(cfg, out)
+    record_output(cfg, out, conditions_used=conditions)
     return out
 
 

@@ -82,8 +82,8 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
         scheduler = DDIMScheduler.from_config(model.noise_scheduler.config)
     scheduler.set_timesteps(steps, device=model.device)
     if latents is None:
-        latents = torch.randn((batch, model.image_channels, height, width), generator=generator).to(model.device)
-        latents = latents * scheduler.init_noise_sigma
+        noise = torch.randn((batch, model.image_channels, height, width), generator=generator)  # on the CPU
+        latents = noise.to(model.device, model.dtype) * scheduler.init_noise_sigma
     sample = latents.to(model.device)
 
     def conditioning(with_grounding: bool) -> ConditionOutputs:

@@ -60,17 +60,21 @@ class Conditioner(nn.Module):
     def names(self) -> list[str]:
         return list(self.specs)
 
-    def _empty_input(self, spec: ConditionSpec, encoder: nn.Module, batch: int, size: tuple[int, int], device):
+    def _empty_input(self, spec: ConditionSpec, encoder: nn.Module, batch: int, size: tuple[int, int], device,
+                     dtype: torch.dtype):
         """Stands in for an absent input (the condition is then dropped for every sample)."""
+        def zeros(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, device=device, dtype=dtype)
+
         if spec.kind == "text":
-            return TextInput(torch.zeros(batch, spec.dim, device=device), torch.zeros(batch, 1, spec.dim, device=device),
+            return TextInput(zeros(batch, spec.dim), zeros(batch, 1, spec.dim),
                              torch.ones(batch, 1, dtype=torch.bool, device=device))
         if spec.kind == "global":
-            return torch.zeros(batch, spec.dim, device=device)
+            return zeros(batch, spec.dim)
         if spec.kind == "local":
             factor = encoder.downsample
-            return torch.zeros(batch, spec.channels, size[0] * factor, size[1] * factor, device=device)
-        return GroundingInput(torch.zeros(batch, 1, 4, device=device), torch.zeros(batch, 1, spec.dim, device=device),
+            return zeros(batch, spec.channels, size[0] * factor, size[1] * factor)
+        return GroundingInput(zeros(batch, 1, 4), zeros(batch, 1, spec.dim),
                               torch.zeros(batch, 1, dtype=torch.bool, device=device))
 
     @staticmethod
@@ -109,7 +113,7 @@ class Conditioner(nn.Module):
             value = inputs.get(name)
             keep_name = keep.get(name) if value is not None else None
             if value is None:
-                value = self._empty_input(spec, encoder, batch, size, device)
+                value = self._empty_input(spec, encoder, batch, size, device, dtype)
             if keep_name is None:
                 keep_name = dropped_keep
             weight = float(strength.get(name, 1.0))

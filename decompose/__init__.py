@@ -12,8 +12,15 @@ from .depth import AnnotatedDepth, TransformersDepth
 from .extractor import Extractor
 from .hed import HED, load_hed
 from .image_embedding import ClipImageEncoder
-from .images import check_images, load_image
-from .instances import AnnotatedInstances, YoloInstances, load_yolo, results_to_instances, save_yolo
+from .images import check_images, image_size, load_image, load_mask
+from .instances import (
+    AnnotatedInstances,
+    YoloInstances,
+    detections_to_instances,
+    load_yolo,
+    results_to_instances,
+    save_yolo,
+)
 from .intensity import INTENSITY_WEIGHTS, Intensity
 from .masked_image import MaskedImage, RandomMasks
 from .sketch import ClassicalSketch, LearnedSketch
@@ -32,5 +39,5 @@ __all__ = [
     "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
     "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
     "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "check_images",
-    "load_hed", "load_image", "load_yolo", "results_to_instances", "save_yolo",
+    "detections_to_instances", "image_size", "load_hed", "load_image", "load_mask", "load_yolo", "results_to_instances", "save_yolo",
 ]

@@ -135,7 +135,7 @@ class ColorHistogram(Extractor):
         bins = torch.take(self.table, keys).long().view(batch, -1)  # [B, H * W]
         offsets = torch.arange(batch, device=images.device)[:, None] * self.num_indices
         counts = torch.bincount((bins + offsets).view(-1), minlength=batch * self.num_indices)
-        return counts.view(batch, self.num_indices).float()
+        return counts.view(batch, self.num_indices).to(self.kernel.dtype)
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
         smoothed = self.hard_counts(images) @ self.kernel  # [B, n_bins]

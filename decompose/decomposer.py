@@ -11,7 +11,7 @@ from torch import nn
 
 from .caption import DatasetCaptions
 from .color import ColorHistogram
-from .extractor import Extractor
+from .extractor import Extractor, first_floating
 from .images import check_images
 from .intensity import Intensity
 from .masked_image import MaskedImage
@@ -49,6 +49,16 @@ class Decomposer(nn.Module):
         classical sketch, intensity, masked image."""
         return cls([DatasetCaptions(), TextEncoder.minilm(minilm_path), ColorHistogram(), ClassicalSketch(),
                     Intensity(), MaskedImage()])
+
+    @property
+    def device(self) -> torch.device:
+        tensor = first_floating(self)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        tensor = first_floating(self)
+        return tensor.dtype if tensor is not None else torch.float32
 
     @property
     def names(self) -> list[str]:

@@ -25,6 +25,11 @@ def cache_sized_chunks(images: torch.Tensor, pixels: int = CPU_CHUNK_PIXELS) -> 
     return list(images.split(max(1, pixels // per_image)))
 
 
+def first_floating(module: nn.Module) -> torch.Tensor | None:
+    """The module's first floating-point parameter or buffer (where `.to()` has put it), if any."""
+    return next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
+
+
 class Extractor(nn.Module):
     """One representation of an image batch (Composer, Huang et al. 2023, sec. 3.1).
 
@@ -44,6 +49,11 @@ class Extractor(nn.Module):
         for tensor in (*self.parameters(), *self.buffers()):
             return tensor.device
         return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        tensor = first_floating(self)
+        return tensor.dtype if tensor is not None else torch.float32
 
     def forward(self, images: torch.Tensor, inputs: ExtractorInputs | None = None, **kwargs):
         check_images(images)

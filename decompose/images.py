@@ -62,6 +62,46 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
 
 
+def load_mask(path: str | Path, size: tuple[int, int] | None = None, image_path: str | Path | None = None
+              ) -> torch.Tensor:
+    """Read an edit mask file as `[1, H, W]` float, 1 = regenerate (white), 0 = keep (black).
+
+    The mask must be binary (black and white only: a gray level would be guessed) and, with
+    `size` = `(height, width)`, exactly that size (resizing would move its edges); both are
+    `ValueError`s naming the file.
+    """
+    path = Path(path)
+    try:
+        with _pil_open(path) as opened:
+            opened.load()
+            pixels = np.asarray(opened.convert("L") if opened.mode not in ("L", "1") else opened)
+    except FileNotFoundError:
+        raise ValueError(f"mask file {str(path)!r} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"cannot read mask {str(path)!r}: {error}") from None
+    height, width = pixels.shape[:2]
+    if size is not None and (height, width) != tuple(size):
+        against = f"image {str(image_path)!r}" if image_path is not None else "the images"
+        raise ValueError(f"mask {str(path)!r} is {width}x{height} but {against} is {size[1]}x{size[0]}; "
+                         "expected the same size")
+    values = np.unique(pixels)
+    if not set(values.tolist()) <= {0, 1, 255}:
+        raise ValueError(f"mask {str(path)!r} is not binary: it has {len(values)} gray levels; "
+                         "expected black (keep) and white (regenerate) only")
+    return torch.from_numpy(pixels > 0).float()[None]
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """`(height, width)` of an image file, read from its header."""
+    try:
+        with _pil_open(Path(path)) as opened:
+            return opened.height, opened.width
+    except FileNotFoundError:
+        raise ValueError(f"image file {str(path)!r} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
+
+
 def _pil_open(path: Path) -> Image.Image:
     """Pillow's own `Image.open`. Importing ultralytics replaces it with a wrapper that, on an
     unreadable file, tries to pip-install a HEIF plugin: a network call and a confusing error."""
@@ -84,12 +124,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _resize_and_crop(image: Image.Image, size: int) -> Image.Image:
+def resize_and_crop_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """A `[1, H, W]` binary mask resized and centre-cropped exactly as `load_image(..., size)`
+    does to an image of its size (nearest neighbour: it stays binary)."""
+    picture = Image.fromarray((mask[0].numpy() > 0).astype(np.uint8) * 255)
+    cropped = _resize_and_crop(picture, size, Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(cropped) > 127).float()[None]
+
+
+def _resize_and_crop(image: Image.Image, size: int, resample=Image.Resampling.BICUBIC) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
-    resized = image.resize(
-        (max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC
-    )
+    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), resample)
     left = (resized.width - size) // 2
     top = (resized.height - size) // 2
     return resized.crop((left, top, left + size, top + size))

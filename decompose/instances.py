@@ -70,41 +70,62 @@ def load_yolo(path: str | Path):
     return yolo
 
 
-def results_to_instances(results: Sequence, height: int, width: int, max_objects: int) -> Instances:
-    """ultralytics `Results` (one per image) -> `Instances` at `height x width`.
+def detections_to_instances(detections: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+                            names: Sequence[Sequence[str]] | dict, height: int, width: int,
+                            max_objects: int) -> Instances:
+    """Per-image detections -> `Instances` at `height x width`.
 
-    Masks come out at the inference size; they are cropped to the image (we pad bottom/right)
-    and boxes are normalised by the image size. Extra detections beyond `max_objects` are dropped,
-    lowest score first.
+    Each item is `(boxes [n, 4] xyxy in pixels, scores [n], classes [n], masks [n, h, w])` with the
+    masks at the inference size, which may be padded bottom/right: they are cropped back to the
+    image, and boxes are normalised by the image size. Detections beyond `max_objects` are dropped,
+    lowest score first. `names` maps class indices to class names.
     """
-    batch = len(results)
-    device = results[0].boxes.data.device if batch and results[0].boxes is not None else torch.device("cpu")
+    batch = len(detections)
+    device = detections[0][0].device if batch else torch.device("cpu")
     masks = torch.zeros((batch, max_objects, height, width), dtype=torch.bool, device=device)
     boxes = torch.zeros((batch, max_objects, 4), device=device)
     scores = torch.zeros((batch, max_objects), device=device)
     valid = torch.zeros((batch, max_objects), dtype=torch.bool, device=device)
     labels: list[list[str]] = []
-    for index, result in enumerate(results):  # a loop over B results, not over pixels
-        names = []
-        if result.boxes is not None and len(result.boxes) and result.masks is not None:
-            order = result.boxes.conf.argsort(descending=True)[:max_objects]
-            count = len(order)
-            found = result.masks.data[order].float()  # [n, h, w] at inference size
+    scale = torch.tensor([width, height, width, height], device=device, dtype=torch.float32)
+    for index, (found_boxes, found_scores, found_classes, found_masks) in enumerate(detections):  # B items, not pixels
+        order = found_scores.argsort(descending=True)[:max_objects]
+        count = len(order)
+        if count:
+            found = found_masks[order].float()  # [n, h, w] at inference size
             if found.shape[-2] < height or found.shape[-1] < width:
                 found = F.interpolate(found[None], size=(max(height, found.shape[-2]), max(width, found.shape[-1])),
                                       mode="bilinear", align_corners=False)[0]
             masks[index, :count] = found[:, :height, :width] > 0.5
-            scale = torch.tensor([width, height, width, height], device=device, dtype=torch.float32)
-            boxes[index, :count] = (result.boxes.xyxy[order].float() / scale).clamp(0.0, 1.0)
-            scores[index, :count] = result.boxes.conf[order].float()
+            boxes[index, :count] = (found_boxes[order].float() / scale).clamp(0.0, 1.0)
+            scores[index, :count] = found_scores[order].float()
             valid[index, :count] = True
-            names = [str(result.names[int(cls)]) for cls in result.boxes.cls[order].tolist()]
-        labels.append(names)
+        labels.append([str(names[int(cls)]) for cls in found_classes[order].tolist()])
     return Instances(masks, boxes, scores, valid, labels)
 
 
+def results_to_instances(results: Sequence, height: int, width: int, max_objects: int) -> Instances:
+    """ultralytics `Results` (one per image) -> `Instances` at `height x width` (see
+    `detections_to_instances`)."""
+    detections, names = [], {}
+    for result in results:
+        names = result.names
+        if result.boxes is not None and len(result.boxes) and result.masks is not None:
+            detections.append((result.boxes.xyxy, result.boxes.conf, result.boxes.cls, result.masks.data))
+        else:
+            empty = torch.zeros(0)
+            detections.append((empty.view(0, 4), empty, empty, empty.view(0, height, width)))
+    return detections_to_instances(detections, names, height, width, max_objects)
+
+
 class YoloInstances(Extractor):
-    """`images [B, 3, H, W]` -> `Instances` from YOLO segmentation, batched on the images' device."""
+    """`images [B, 3, H, W]` -> `Instances` from YOLO segmentation, batched on the images' device.
+
+    The segmentation network runs directly, followed by ultralytics' own NMS and mask assembly:
+    no predictor, so nothing outside this module holds the network, and it follows `.to()` in device
+    and dtype like any other extractor. The ultralytics `YOLO` wrapper is not kept as a submodule:
+    its `train()` is ultralytics' training entry point, which `Decomposer.eval()` would call.
+    """
 
     name = "instances"
 
@@ -113,22 +134,37 @@ class YoloInstances(Extractor):
         if max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
         yolo = weights if hasattr(weights, "predict") else load_yolo(weights)
-        self.yolo = yolo
-        self.network = yolo.model  # registered, so .to(device) moves it
+        self.network = getattr(yolo, "model", yolo).eval()  # the segmentation network: registered, moves with .to()
+        self.names = {int(key): str(value) for key, value in self.network.names.items()}
         self.max_objects, self.confidence, self.iou = max_objects, confidence, iou
 
+    def train(self, mode: bool = True) -> YoloInstances:
+        """A frozen perception model: the network stays in eval mode (its head decodes boxes only then)."""
+        super().train(mode)
+        self.network.eval()
+        return self
+
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> Instances:
+        from ultralytics.utils.nms import non_max_suppression
+        from ultralytics.utils.ops import process_mask
+
         height, width = images.shape[-2:]
-        # ultralytics takes BCHW tensors whose sides are multiples of the stride (32): pad
-        # bottom/right with YOLO's gray (114) so coordinates stay those of the original pixels.
-        pad_h, pad_w = (-height) % 32, (-width) % 32
+        # The network takes sides that are multiples of its largest stride: pad bottom/right with
+        # YOLO's gray (114) so coordinates stay those of the original pixels.
+        stride = int(self.network.stride.max())
+        pad_h, pad_w = (-height) % stride, (-width) % stride
         padded = F.pad(images, (0, pad_w, 0, pad_h), value=114 / 255) if pad_h or pad_w else images
-        device = images.device
-        results = self.yolo.predict(
-            padded.contiguous(), conf=self.confidence, iou=self.iou, max_det=self.max_objects, verbose=False,
-            device=str(device) if device.type != "cuda" else device.index or 0,
-        )
-        return results_to_instances(results, height, width, self.max_objects).to(device)
+        dtype = next(self.network.parameters()).dtype
+        (predictions, prototypes), _ = self.network(padded.to(dtype))  # [B, 4 + classes + 32, anchors], [B, 32, h, w]
+        found = non_max_suppression(predictions.float(), self.confidence, self.iou, max_det=self.max_objects,
+                                    nc=len(self.names), end2end=getattr(self.network, "end2end", False))
+        detections = []
+        for detected, prototype in zip(found, prototypes.float(), strict=True):  # [n, 6 + 32] per image
+            masks = process_mask(prototype, detected[:, 6:], detected[:, :4], padded.shape[-2:], upsample=True)
+            kept = masks.flatten(1).amax(1) > 0 if len(masks) else torch.zeros(0, dtype=torch.bool, device=masks.device)
+            detected, masks = detected[kept], masks[kept]  # as ultralytics: detections without a mask are dropped
+            detections.append((detected[:, :4], detected[:, 4], detected[:, 5], masks))
+        return detections_to_instances(detections, self.names, height, width, self.max_objects).to(images.device)
 
 
 class AnnotatedInstances(Extractor):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 # Tests never touch the network: a missing file must fail at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -136,4 +137,89 @@ def trained(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     result = run_python(str(ROOT / "train.py"), "experiment=smoke", f"run_dir={run_dir}", "trainer.max_steps=2")
     assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+# --- a run of the documented path for real data at scale: train.py experiment=pretrained_shards
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # bundled with scikit-image: no download
+
+
+@pytest.fixture(scope="session")
+def latent_unet(tmp_path_factory):
+    """A tiny latent UNet + VAE laid out like a Stable Diffusion folder (32 px images, 16 px latents)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from composer.model import tiny_unet_config
+
+    root = tmp_path_factory.mktemp("sd")
+    torch.manual_seed(0)
+    UNet2DConditionModel(**tiny_unet_config(sample_size=16, channels=4, block_out_channels=(16, 32),
+                                            cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+                                            attention_levels=1)).save_pretrained(root / "unet")
+    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8).save_pretrained(root / "vae")
+    return root
+
+
+@pytest.fixture(scope="session")
+def clip16(tmp_path_factory):
+    """A tiny CLIP whose text hidden size and projection are both 16, as CLIP ViT-L/14's are both 768."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = tmp_path_factory.mktemp("clip16")
+    tokenizer, vocab_size = _byte_level_clip_tokenizer(folder)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab_size - 2,
+                         eos_token_id=vocab_size - 1, projection_dim=16),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8, projection_dim=16),
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    out = folder / "model"
+    CLIPModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def photo_shard(tmp_path_factory):
+    """One WebDataset shard of JPEG photos of different sizes, with captions, boxes and phrases."""
+    import skimage.data
+    import webdataset as wds
+
+    folder = tmp_path_factory.mktemp("photos")
+    path = folder / "photos-000.tar"
+    with wds.TarWriter(str(path)) as writer:
+        for index, name in enumerate(PHOTOS * 2):
+            array = getattr(skimage.data, name)()[:: 4 + index % 3, :: 4 + index % 2]  # 75 to 128 px a side
+            Image.fromarray(array).save(folder / "photo.jpg", quality=90)
+            meta = {"caption": f"a photo of a {name}", "boxes": [[0.2, 0.1, 0.7, 0.9]], "phrases": [name]}
+            writer.write({"__key__": f"{index:04d}", "jpg": (folder / "photo.jpg").read_bytes(),
+                          "json": json.dumps(meta).encode()})
+    return path
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(tmp_path_factory, latent_unet, clip16, tiny_depth_dir, tiny_yolo_file, photo_shard):
+    """Two training steps of `experiment=pretrained_shards` with every learned extractor."""
+    from tests.subprocesses import ROOT, run_python
+
+    run_dir = tmp_path_factory.mktemp("pretrained") / "run"
+    result = run_python(
+        str(ROOT / "train.py"), "experiment=pretrained_shards", f"run_dir={run_dir}",
+        f"model.unet_path={latent_unet}", f"model.vae_path={latent_unet / 'vae'}", "model.local_width=8",
+        "model.global_tokens=2", f"data.urls={photo_shard}", "data.size=32", "data.batch_size=2",
+        "data.num_workers=0", f"condition.image_embedding.extractor.path_or_id={clip16}",
+        f"condition.depth.extractor.path_or_id={tiny_depth_dir}",
+        f"condition.instances.extractor.weights={tiny_yolo_file}", "+condition.instances.extractor.confidence=0.0",
+        "condition.caption.dim=16", "condition.grounding.dim=16", "condition.image_embedding.dim=16",
+        "trainer.max_steps=2", "trainer.mixed_precision=no", "trainer.gradient_checkpointing=false",
+        "trainer.warmup_steps=0", "trainer.checkpoint_every=2", "trainer.sample_every=2", "trainer.sample_count=2",
+        "trainer.sample_steps=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

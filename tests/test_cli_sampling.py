@@ -5,9 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from composer.data import SceneDataset
+from tests.subprocesses import run_app
 from tests.subprocesses import run_python as _run
 
 
@@ -89,3 +91,113 @@ def test_recombine_asks_a_local_llm_for_the_layout(trained, tmp_path):
     unreachable = _run("-m", "composer.recombine", f"checkpoint={trained}", "prompt=x", f"llm.url={server.url}",
                        "llm.model=local", "llm.timeout=5", f"out={tmp_path / 'no.png'}")
     assert unreachable.returncode == 2 and "cannot reach the LLM endpoint" in unreachable.stderr
+
+
+def _photo(path: Path, height: int, width: int, mode: str = "RGB") -> Path:
+    """A photo-like picture of the user's own size: smooth gradients plus texture."""
+    rng = np.random.default_rng(height * 1000 + width)
+    y, x = np.mgrid[0:height, 0:width]
+    array = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], -1)
+    array = np.clip(array + rng.integers(-20, 20, array.shape), 0, 255).astype(np.uint8)
+    if mode == "RGBA":
+        alpha = np.full((height, width, 1), 255, np.uint8)
+        alpha[: height // 3] = 128  # half-transparent top: alpha must survive the edit
+        array = np.concatenate([array, alpha], -1)
+    Image.fromarray(array, mode).save(path)
+    return path
+
+
+@pytest.mark.parametrize("height, width, mode, suffix", [(256, 256, "RGB", ".png"), (64, 64, "RGB", ".png"),
+                                                          (90, 130, "RGBA", ".png"), (75, 100, "RGB", ".jpg"),
+                                                          (20, 24, "RGB", ".png")])
+def test_edit_returns_the_photo_at_its_size_with_every_outside_pixel_kept(trained, tmp_path, height, width, mode,
+                                                                          suffix):
+    photo = _photo(tmp_path / f"photo{suffix}", height, width, mode)
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 4: height // 2, width // 3: width * 2 // 3] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "edited.png"
+    result = run_app("composer.edit", f"checkpoint={trained}", f"image={photo}", f"mask={tmp_path / 'mask.png'}",
+                  f"out={out}", "steps=3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with Image.open(photo) as opened:
+        before = np.asarray(opened.convert(mode))
+    after = np.asarray(Image.open(out))
+    assert after.shape == before.shape  # the photo's own size (and RGBA stays RGBA)
+    outside = mask == 0
+    assert np.array_equal(before[outside], after[outside])  # byte for byte, alpha included
+    assert (before[~outside][:, :3] != after[~outside][:, :3]).any()
+
+
+def test_the_same_command_twice_gives_the_same_file(trained, files, tmp_path):
+    """Random masks (masked_image without a mask) and intensity weights come from the seed."""
+    for command, extra in (("composer.edit", [f"image={files / 'scene0.png'}", f"mask={files / 'mask.png'}"]),
+                           ("composer.recombine", [f"masked_image={files / 'scene0.png'}",
+                                                   f"intensity={files / 'scene1.png'}", "batch=2"])):
+        outputs = []
+        for attempt in range(2):
+            torch.manual_seed(attempt)  # the global RNG differs between the runs: only the seed may count
+            out = tmp_path / f"{command}-{attempt}.png"
+            result = run_app(command, f"checkpoint={trained}", *extra, f"out={out}", "steps=2", "seed=3")
+            assert result.returncode == 0, result.stderr[-2000:]
+            outputs.append(out.read_bytes())
+        assert outputs[0] == outputs[1], command
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("guidance=nan", "guidance must be a finite number >= 0, got nan"),
+    ("guidance=-1", "guidance must be a finite number >= 0, got -1"),
+    ("steps=0", "steps must be a whole number >= 1, got 0"),
+    ("context=-0.5", "context must be a finite number >= 0, got -0.5"),
+])
+def test_edit_numbers_are_checked(trained, files, tmp_path, setting, message):
+    result = run_app("composer.edit", f"checkpoint={trained}", f"image={files / 'scene0.png'}",
+                  f"mask={files / 'mask.png'}", f"out={tmp_path / 'x.png'}", setting)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"error: {message}"
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_outputs_never_overwrite_anything(trained, files, tmp_path):
+    image, mask = files / "scene0.png", files / "mask.png"
+    edit = ("composer.edit", f"checkpoint={trained}", f"image={image}", f"mask={mask}", "steps=2")
+    original = image.read_bytes()
+    for out, message in ((image, "is one of the inputs"), (tmp_path, "is a folder; expected an image file path"),
+                         (tmp_path / "edit.txt", "has no image extension")):
+        result = run_app(*edit, f"out={out}")
+        assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr[-500:]
+    assert image.read_bytes() == original
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"mine")
+    result = run_app(*edit, f"out={taken}")
+    assert result.returncode == 2 and "already exists: choose another file, or pass overwrite=true" in result.stderr
+    assert taken.read_bytes() == b"mine"
+    assert run_app(*edit, f"out={taken}", "overwrite=true").returncode == 0
+    assert Image.open(taken).size == (32, 32)
+
+
+def test_recombine_takes_the_documented_strength_form(trained, files, tmp_path):
+    result = run_app("composer.recombine", f"checkpoint={trained}", f"sketch={files / 'scene0.png'}",
+                  "strength={sketch: 0.5}", f"out={tmp_path / 'half.png'}", "steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "index.jsonl").read_text().splitlines()[-1])
+    assert record["strength"] == {"sketch": 0.5}
+    result = run_app("composer.recombine", f"checkpoint={trained}", f"sketch={files / 'scene0.png'}",
+                  "strength={sketch: -1}", f"out={tmp_path / 'bad.png'}", "steps=2")
+    assert result.returncode == 2 and "strength of 'sketch' must be a finite number >= 0" in result.stderr
+
+
+def test_damaged_model_weights_are_one_line_errors_naming_the_file(trained, files, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained / "model", copy)
+    weights = copy / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    for command, extra in (("composer.edit", [f"image={files / 'scene0.png'}", f"mask={files / 'mask.png'}"]),
+                           ("composer.recombine", [f"sketch={files / 'scene0.png'}"]),
+                           ("composer.evaluate", ["n=2", "batch=2"])):
+        out = f"out={tmp_path / command}" + (".png" if command != "composer.evaluate" else "")
+        result = run_app(command, f"checkpoint={copy}", *extra, out)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"error: cannot load {weights}: the file is damaged or incomplete (was it saved with other model settings?)")

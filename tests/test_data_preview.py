@@ -18,3 +18,19 @@ def test_preview_errors_are_one_line(tmp_path, capsys):
     assert main(["preview", "--data", "folder", "--out", str(tmp_path / "g.png")]) == 2
     assert capsys.readouterr().err.strip() == "error: --data folder needs --root DIR"
     assert main(["preview", "--data", "folder", "--root", str(tmp_path), "--out", str(tmp_path / "g.png")]) == 2
+
+
+def test_preview_counts_skipped_images_and_checks_columns(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    lines = [{"file_name": "good.png", "text": "good"}, {"file_name": "empty.jpg", "text": "empty"}]
+    (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out = tmp_path / "g.png"
+    assert main(["preview", "--data", "folder", "--root", str(tmp_path), "--out", str(out)]) == 0
+    assert "(1 samples; skipped bad data: empty: 1)" in capsys.readouterr().out
+    assert main(["preview", "--columns", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --columns must be >= 1, got 0"

@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from tests.subprocesses import run_python
+from tests.subprocesses import run_app, run_python
 
 
 def _evaluate(*arguments: str):
@@ -39,4 +39,18 @@ def test_evaluate_bad_input_is_one_line(trained, tmp_path):
     result = _evaluate(f"checkpoint={tmp_path}", "n=4")
     assert result.returncode == 2 and result.stderr.strip().startswith("error:") and "not a Composer model" in result.stderr
     result = _evaluate(f"checkpoint={trained}", "n=1")
-    assert result.returncode == 2 and "n must be >= 2" in result.stderr
+    assert result.returncode == 2 and result.stderr.strip() == "error: n must be a whole number >= 2, got 1"
+
+
+def test_evaluate_never_overwrites_a_report_and_checks_numbers(trained, tmp_path):
+    out = tmp_path / "evaluation"
+    out.mkdir()
+    (out / "report.md").write_text("an earlier evaluation")
+    result = run_app("composer.evaluate", f"checkpoint={trained}", "n=4", "batch=2", f"out={out}")
+    assert result.returncode == 2 and "already holds an evaluation (report.md)" in result.stderr
+    assert (out / "report.md").read_text() == "an earlier evaluation"
+    for setting, message in (("guidance=nan", "guidance must be a finite number >= 0, got nan"),
+                             ("steps=0", "steps must be a whole number >= 1, got 0"),
+                             ("n=1", "n must be a whole number >= 2, got 1")):
+        result = run_app("composer.evaluate", f"checkpoint={trained}", setting, f"out={tmp_path / 'other'}")
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"error: {message}"

@@ -25,7 +25,7 @@ def test_yolo_runs_batched_on_any_size(tiny_yolo_file):
     boxes = out.boxes[out.valid]
     assert (boxes >= 0).all() and (boxes <= 1).all() and (boxes[:, 2:] >= boxes[:, :2]).all()
     assert [len(names) for names in out.labels] == out.valid.sum(1).tolist()
-    assert all(name in extractor.yolo.names.values() for names in out.labels for name in names)
+    assert all(name in extractor.names.values() for names in out.labels for name in names)
 
 
 def test_saved_weights_load_back_identically(tiny_yolo_file):
@@ -95,3 +95,17 @@ def test_annotated_instances_are_checked():
         AnnotatedInstances(max_objects=2)(images, annotations=Annotations(instances=outside))
     with pytest.raises(ValueError, match="expected"):
         AnnotatedInstances(max_objects=3)(images, annotations=Annotations(instances=good))
+
+
+def test_eval_and_train_never_start_ultralytics_training(tiny_yolo_file):
+    """`YOLO.train()` is ultralytics' trainer: `Decomposer.eval()` used to call it (and download COCO8)."""
+    from decompose import Decomposer
+
+    extractor = YoloInstances(tiny_yolo_file)
+    decomposer = Decomposer([extractor]).eval()
+    assert not extractor.network.training
+    decomposer.train()
+    assert not extractor.network.training  # a frozen perception model: its head decodes boxes only in eval
+    assert "yolo" not in dict(extractor.named_children())  # only the network is a submodule
+    out = decomposer(torch.rand(1, 3, 64, 64))
+    assert out.instances.masks.shape == (1, 30, 64, 64)

@@ -215,8 +215,9 @@ def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search
     assert not untouched, untouched
 
 
-def test_a_checkpoint_saved_before_the_layout_map_still_loads(tmp_path):
-    """Weights a checkpoint lacks keep their zero initialisation: old models sample as they did."""
+def test_a_checkpoint_saved_before_the_layout_map_loads_only_when_asked(tmp_path):
+    """Loading is strict; with allow_missing_weights, weights a checkpoint lacks keep their zero
+    initialisation: old models sample as they did."""
     from safetensors.torch import load_file, save_file
 
     from composer.pipeline import load_model
@@ -227,7 +228,31 @@ def test_a_checkpoint_saved_before_the_layout_map_still_loads(tmp_path):
     weights = tmp_path / "diffusion_pytorch_model.safetensors"
     state = {k: v for k, v in load_file(str(weights)).items() if ".to_local." not in k}
     save_file(state, str(weights))  # as saved before GroundingEncoder had `to_local`
-    loaded = load_model(tmp_path)
+    with pytest.raises(ValueError, match=r"diffusion_pytorch_model.safetensors lacks 2 of this model's weights"):
+        load_model(tmp_path)
+    loaded = load_model(tmp_path, allow_missing_weights=True)
     assert not loaded.conditioner.encoders["grounding"].to_local.weight.any()
     for key, value in state.items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_damaged_or_mismatched_weights_name_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from composer.pipeline import load_model
+
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1)]
+    _tiny_model(specs).save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    whole = weights.read_bytes()
+    state = load_file(str(weights))
+    key = next(k for k in state if k.endswith("conv_in.extra.weight"))
+    save_file({**state, key: state[key][:2].clone()}, str(weights))
+    with pytest.raises(ValueError, match=rf"cannot load {weights}: size mismatch for unet.conv_in.extra.weight"):
+        load_model(tmp_path)
+    save_file({**state, "extra.weight": torch.zeros(1)}, str(weights))
+    with pytest.raises(ValueError, match="holds weights this model does not have"):
+        load_model(tmp_path)
+    weights.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=rf"cannot load {weights}: the file is damaged or incomplete"):
+        load_model(tmp_path)

@@ -171,40 +171,89 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
 
 
-def test_three_steps_then_resume_logs_the_same_losses(tmp_path):
+def _rows(run_dir: Path) -> list[int]:
+    return [row["step"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+def test_three_steps_then_resume_logs_the_same_losses_once(tmp_path):
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
     first = _train(interrupted, "trainer.max_steps=3")
     assert first.returncode == 0, first.stderr[-3000:]
     assert (interrupted / "checkpoints" / "latest").read_text() == "step-000003"
     assert (interrupted / "samples" / "step-000003.png").is_file() and (interrupted / "model").is_dir()
+    # As if the run had died after logging step 3 but before checkpointing it.
+    shutil.rmtree(interrupted / "checkpoints" / "step-000003")
+    (interrupted / "checkpoints" / "latest").write_text("step-000002")
     resumed = _train(interrupted, "trainer.max_steps=5")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stdout
+    assert "resumed from" in resumed.stdout and "step 2" in resumed.stdout
     whole = _train(straight, "trainer.max_steps=5")
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert _losses(interrupted) == _losses(straight)
-    assert sorted(_losses(straight)) == [1, 2, 3, 4, 5]
+    assert _rows(interrupted) == _rows(straight) == [1, 2, 3, 4, 5]  # step 3 logged once
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path):
-    result = _train(tmp_path / "run", "trainer.max_steps=30", "trainer.checkpoint_every=1", "optimizer.lr=1e12",
-                    "trainer.grad_clip=0", "trainer.warmup_steps=0", "trainer.sample_every=1000")
-    assert result.returncode != 0
-    message = [line for line in result.stderr.splitlines() if "FloatingPointError" in line]
-    assert message and "stopping before the update" in message[-1] and "last good checkpoint" in message[-1]
-    latest = (tmp_path / "run" / "checkpoints" / "latest").read_text()
-    assert latest in message[-1]
-    state = json.loads((tmp_path / "run" / "checkpoints" / latest / "trainer_state.json").read_text())
-    losses = _losses(tmp_path / "run")
-    assert all(np.isfinite(value) for value in losses.values()) and state["step"] == max(losses)
+def test_nan_loss_stops_with_one_line_naming_a_checkpoint_whose_weights_are_good(tmp_path):
+    """With lr 1e30 the weights saved one step before the NaN are ~1e29: finite, and useless.
+    Only checkpoints from two steps before the failing one, with finite weights, count as good."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    result = _train(run, "trainer.max_steps=6", "trainer.checkpoint_every=1", "optimizer.lr=1e30",
+                    "trainer.grad_clip=0", "trainer.warmup_steps=3", "trainer.sample_every=1000")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    failed = max(_losses(run)) + 1
+    good = run / "checkpoints" / f"step-{failed - 2:06d}"
+    assert message == (f"error: loss is nan at step {failed}; stopped before the update: the last good checkpoint is "
+                       f"{good} (checkpoints/latest now names it): lower optimizer.lr, then resume=latest")
+    assert (run / "checkpoints" / "latest").read_text() == good.name
+    assert all(torch.isfinite(value).all() for value in load_file(good / "model.safetensors").values())
+    bad = load_file(run / "checkpoints" / f"step-{failed - 1:06d}" / "model.safetensors")
+    assert max(value.abs().max() for value in bad.values() if value.is_floating_point()) > 1e20
+    at_once = _train(tmp_path / "at-once", "trainer.max_steps=6", "optimizer.lr=1e30", "trainer.grad_clip=0")
+    assert at_once.stderr.strip().splitlines()[-1].endswith(
+        "no good checkpoint was written before it: lower optimizer.lr and start again")
 
 
-def test_a_fresh_run_never_overwrites_checkpoints(tmp_path):
-    assert _train(tmp_path / "run", "trainer.max_steps=2").returncode == 0
-    again = _train(tmp_path / "run", "trainer.max_steps=2", "resume=null")
-    assert again.returncode != 0 and "already holds checkpoints" in again.stderr
-    finished = _train(tmp_path / "run", "trainer.max_steps=2")
+def test_a_fresh_run_never_overwrites_a_run(tmp_path):
+    run = tmp_path / "run"
+    assert _train(run, "trainer.max_steps=2").returncode == 0
+    again = _train(run, "trainer.max_steps=2", "resume=null")
+    assert again.returncode == 2 and "already holds checkpoints" in again.stderr and "Traceback" not in again.stderr
+    finished = _train(run, "trainer.max_steps=2")
     assert finished.returncode == 0 and "nothing to do" in finished.stdout
+    # A finished model without checkpoints: neither resume=null nor resume=latest writes over it.
+    shutil.rmtree(run / "checkpoints")
+    weights, metrics = (run / "model" / "diffusion_pytorch_model.safetensors").read_bytes(), _rows(run)
+    for resume in ("null", "latest"):
+        result = _train(run, "trainer.max_steps=2", f"resume={resume}")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].startswith(f"error: run_dir {str(run)!r} already holds model")
+    assert (run / "model" / "diffusion_pytorch_model.safetensors").read_bytes() == weights and _rows(run) == metrics
+
+
+def test_a_damaged_checkpoint_names_the_file_and_the_newest_valid_one(tmp_path):
+    run = tmp_path / "run"
+    assert _train(run, "trainer.max_steps=4", "trainer.checkpoint_every=2").returncode == 0
+    weights = run / "checkpoints" / "step-000004" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20000])
+    result = _train(run, "trainer.max_steps=6")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    valid = run / "checkpoints" / "step-000002"
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: cannot resume from {weights.parent}: cannot read {weights}: the file is damaged")
+    assert message.endswith(f"the newest valid checkpoint is {valid}: resume={valid}")
+    other = _train(run, "trainer.max_steps=6", f"resume={valid}", "model.local_width=4")
+    assert other.returncode == 2 and f"{valid / 'model.safetensors'} does not fit this model" in other.stderr
+    assert _train(run, "trainer.max_steps=6", f"resume={valid}").returncode == 0
+
+
+def test_bad_numbers_are_one_line_errors_before_anything_is_written(tmp_path):
+    run = tmp_path / "run"
+    result = _train(run, "data.batch_size=0")
+    assert result.returncode == 2 and result.stderr.strip() == "error: data.batch_size must be a whole number >= 1, got 0"
+    assert not run.exists()
 
 
 def test_training_runs_through_broken_files(tmp_path, image_folder):

@@ -12,9 +12,10 @@ import itertools
 import logging
 import sys
 
+from .collate import SkipTally
 from .folder import ImageFolderDataset
 from .preview import preview_grid
-from .sample import Sample
+from .sample import Sample, Skipped
 from .scenes import SceneDataset
 from .shards import ShardDataset
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def collect(args: argparse.Namespace) -> list[Sample]:
+def collect(args: argparse.Namespace, tally: SkipTally) -> list[Sample]:
     if args.data == "scenes":
         dataset = SceneDataset(size=args.size, split=args.split, seed=args.seed)
         items = (dataset[index] for index in range(min(args.n, len(dataset))))
@@ -48,7 +49,14 @@ def collect(args: argparse.Namespace) -> list[Sample]:
         if not args.urls:
             raise ValueError("--data shards needs --urls")
         items = iter(ShardDataset(args.urls, size=args.size, random_crop=False, shuffle_shards=False, seed=args.seed))
-    samples = [item for item in itertools.islice((i for i in items if isinstance(i, Sample)), args.n)]
+    def readable():
+        for item in items:
+            if isinstance(item, Skipped):
+                tally.counts[item.reason] += 1
+            else:
+                yield item
+
+    samples = list(itertools.islice(readable(), args.n))
     if not samples:
         raise ValueError(f"no readable samples in {args.data}")
     return samples
@@ -58,14 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        if args.n < 1:
-            raise ValueError(f"--n must be >= 1, got {args.n}")
-        samples = collect(args)
+        for name in ("n", "columns", "size"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+        tally = SkipTally()
+        samples = collect(args, tally)
         preview_grid(samples, columns=args.columns).save(args.out)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({len(samples)} samples)")
+    print(f"wrote {args.out} ({len(samples)} samples; skipped bad data: {tally.summary()})")
     return 0
 
 

@@ -57,9 +57,14 @@ class Batch:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def to(self, device: torch.device | str) -> Batch:
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
+        """On `device`; with `dtype`, floating tensors (images, boxes, depth) in that dtype too."""
         def move(tensor):
-            return None if tensor is None else tensor.to(device, non_blocking=True)
+            if tensor is None:
+                return None
+            if dtype is not None and tensor.is_floating_point():
+                return tensor.to(device, dtype, non_blocking=True)
+            return tensor.to(device, non_blocking=True)
 
         return Batch(move(self.images), self.captions, move(self.boxes), move(self.box_valid), self.phrases,
                      move(self.masks), move(self.depth), self.sources, self.skipped)

@@ -140,13 +140,16 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_FILES = ("report.json", "report.md", "grid.png")
+
+
 def write_report(summary: dict, grid: dict[str, torch.Tensor], out: Path, command: str) -> dict[str, Path]:
     """`report.json`, `report.md` and `grid.png` in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md"}
+    paths = {"json": out / REPORT_FILES[0], "markdown": out / REPORT_FILES[1]}
     grid_file = None
     if grid:
-        paths["grid"] = out / "grid.png"
+        paths["grid"] = out / REPORT_FILES[2]
         grid_image(grid, label_width=150).save(paths["grid"])
         grid_file = paths["grid"].name
     paths["json"].write_text(json.dumps(summary, indent=2) + "\n")

@@ -154,7 +154,7 @@ class Evaluation:
     def _evaluate_batch(self, batch: Batch, index: int, collected: _Collected, result: EvaluationResult,
                         progress: tqdm) -> None:
         pipe, size, count = self.pipe, tuple(batch.images.shape[-2:]), len(batch)
-        batch = batch.to(pipe.device)
+        batch = batch.to(pipe.device, pipe.dtype)
         generator = torch.Generator().manual_seed(self.settings.seed * 7_919 + index)  # random masks of masked_image
         with torch.no_grad():
             inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch, generator)
