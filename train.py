@@ -254,7 +254,7 @@ def train(cfg: DictConfig) -> None:
 
         if step % cfg.trainer.checkpoint_every == 0 or step == cfg.trainer.max_steps:
             save_checkpoint(accelerator, checkpoints, step, dict(state), model, optimizer, lr_scheduler, ema,
-                                        cfg.trainer.keep_checkpoints)
+                            cfg.trainer.keep_checkpoints)
 
     progress.close()
     if accelerator.is_main_process:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
@@ -105,19 +106,28 @@ def record_output(cfg, out: Path, **extra) -> None:
     write_index(index_path(out), {"output": str(out.resolve()), **settings, **extra})
 
 
-def run_or_exit(run: Callable, cfg, done: Callable[[object], str] | None = None) -> None:
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+
+def run_or_exit(run: Callable, cfg) -> None:
     """Run an entry point: bad input ends with one `error:` line and exit code 2, not a traceback."""
     try:
         out = run(cfg)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
-        for bar in list(getattr(tqdm, "_instances", ())):  # an open progress bar would swallow the line
-            bar.close()
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    if done is not None:
-        print(done(out))
-    elif out is not None:
+    except InstantiationException as error:  # hydra wraps what a config's constructor raised
+        if not isinstance(error.__cause__, USER_ERRORS):
+            raise
+        _exit_with(error.__cause__)
+    except USER_ERRORS as error:
+        _exit_with(error)
+    if out is not None:
         print(f"wrote {out}")
+
+
+def _exit_with(error: Exception) -> None:
+    for bar in list(getattr(tqdm, "_instances", ())):  # an open progress bar would swallow the line
+        bar.close()
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 def write_index(index_file: Path, record: dict) -> None:

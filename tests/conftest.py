@@ -46,20 +46,19 @@ def _byte_level_clip_tokenizer(folder: Path):
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")), len(vocab)
 
 
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory) -> Path:
-    """A tiny random CLIPModel laid out like openai/clip-vit-large-patch14 (both towers, tokenizer, processor)."""
+def save_tiny_clip(folder: Path, hidden_size: int = 16, projection_dim: int = 12, layers: int = 2) -> Path:
+    """A tiny random CLIPModel laid out like openai/clip-vit-large-patch14 (both towers, tokenizer,
+    processor), saved in `folder/model`."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    folder = tmp_path_factory.mktemp("clip")
     tokenizer, vocab_size = _byte_level_clip_tokenizer(folder)
     config = CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab_size - 2,
-                         eos_token_id=vocab_size - 1, projection_dim=12),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8, projection_dim=12),
-        projection_dim=12,
+        text_config=dict(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=32,
+                         num_hidden_layers=layers, num_attention_heads=2, max_position_embeddings=77,
+                         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, projection_dim=projection_dim),
+        vision_config=dict(hidden_size=hidden_size, intermediate_size=32, num_hidden_layers=layers,
+                           num_attention_heads=2, image_size=32, patch_size=8, projection_dim=projection_dim),
+        projection_dim=projection_dim,
     )
     torch.manual_seed(0)
     out = folder / "model"
@@ -67,6 +66,11 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     tokenizer.save_pretrained(out)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    return save_tiny_clip(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="session")
@@ -163,26 +167,9 @@ def latent_unet(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def clip16(tmp_path_factory):
+def clip16(tmp_path_factory) -> Path:
     """A tiny CLIP whose text hidden size and projection are both 16, as CLIP ViT-L/14's are both 768."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    folder = tmp_path_factory.mktemp("clip16")
-    tokenizer, vocab_size = _byte_level_clip_tokenizer(folder)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab_size - 2,
-                         eos_token_id=vocab_size - 1, projection_dim=16),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8, projection_dim=16),
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    out = folder / "model"
-    CLIPModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(out)
-    return out
+    return save_tiny_clip(tmp_path_factory.mktemp("clip16"), projection_dim=16, layers=1)
 
 
 @pytest.fixture(scope="session")

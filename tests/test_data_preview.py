@@ -32,5 +32,8 @@ def test_preview_counts_skipped_images_and_checks_columns(tmp_path, capsys):
     out = tmp_path / "g.png"
     assert main(["preview", "--data", "folder", "--root", str(tmp_path), "--out", str(out)]) == 0
     assert "(1 samples; skipped bad data: empty: 1)" in capsys.readouterr().out
-    assert main(["preview", "--columns", "0", "--out", str(out)]) == 2
+    assert main(["preview", "--columns", "0", "--out", str(tmp_path / "other.png")]) == 2
     assert capsys.readouterr().err.strip() == "error: --columns must be >= 1, got 0"
+    before = out.read_bytes()
+    assert main(["preview", "--out", str(out)]) == 2 and out.read_bytes() == before
+    assert "already exists: choose another file, or pass --overwrite" in capsys.readouterr().err

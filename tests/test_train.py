@@ -34,23 +34,6 @@ def _options(group: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_pretrained(tmp_path_factory):
-    """A tiny latent UNet + VAE laid out like a Stable Diffusion folder."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from composer.model import tiny_unet_config
-
-    root = tmp_path_factory.mktemp("sd")
-    torch.manual_seed(0)
-    UNet2DConditionModel(**tiny_unet_config(sample_size=8, channels=4, block_out_channels=(16, 32),
-                                            cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
-                                            attention_levels=1)).save_pretrained(root / "unet")
-    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8).save_pretrained(root / "vae")
-    return root
-
-
-@pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("folder")
     lines = []
@@ -94,10 +77,10 @@ def test_every_condition_config_instantiates(option, tiny_clip_dir):
 
 
 @pytest.mark.parametrize("option", _options("model"))
-def test_every_model_config_instantiates(option, tiny_pretrained):
+def test_every_model_config_instantiates(option, latent_unet):
     overrides = [f"model={option}"]
     if option == "pretrained_unet":
-        overrides += [f"model.unet_path={tiny_pretrained}", f"model.vae_path={tiny_pretrained / 'vae'}"]
+        overrides += [f"model.unet_path={latent_unet}", f"model.vae_path={latent_unet / 'vae'}"]
     cfg = _compose(overrides)
     sources = sources_from_config(OmegaConf.to_container(cfg.condition, resolve=True))
     model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in sources])
@@ -143,11 +126,11 @@ def test_data_experiments_pick_conditions_the_data_can_supply(image_folder, shar
         assert set(cfg.condition) == {"caption", "color", "sketch", "intensity", "masked_image", "grounding"}
 
 
-def test_experiments_compose(tiny_pretrained, tiny_clip_dir, tiny_depth_dir, tiny_yolo_file, shard):
+def test_experiments_compose(latent_unet, tiny_clip_dir, tiny_depth_dir, tiny_yolo_file, shard):
     smoke = _compose(["experiment=smoke"])
     assert smoke.trainer.max_steps == 3 and smoke.run_dir == "runs/smoke"
-    cfg = _compose(["experiment=pretrained_shards", f"model.unet_path={tiny_pretrained}",
-                    f"model.vae_path={tiny_pretrained / 'vae'}", f"data.urls={shard}",
+    cfg = _compose(["experiment=pretrained_shards", f"model.unet_path={latent_unet}",
+                    f"model.vae_path={latent_unet / 'vae'}", f"data.urls={shard}",
                     f"condition.image_embedding.extractor.path_or_id={tiny_clip_dir}",
                     f"condition.depth.extractor.path_or_id={tiny_depth_dir}",
                     f"condition.instances.extractor.weights={tiny_yolo_file}"])
@@ -249,11 +232,16 @@ def test_a_damaged_checkpoint_names_the_file_and_the_newest_valid_one(tmp_path):
     assert _train(run, "trainer.max_steps=6", f"resume={valid}").returncode == 0
 
 
-def test_bad_numbers_are_one_line_errors_before_anything_is_written(tmp_path):
+def test_bad_settings_are_one_line_errors_before_anything_is_written(tmp_path):
     run = tmp_path / "run"
     result = _train(run, "data.batch_size=0")
     assert result.returncode == 2 and result.stderr.strip() == "error: data.batch_size must be a whole number >= 1, got 0"
     assert not run.exists()
+    # An extractor's own error, raised inside hydra's instantiate.
+    result = _train(run, "condition=[caption,depth]", "condition.depth.extractor._target_=decompose.TransformersDepth.from_pretrained",
+                    f"+condition.depth.extractor.path_or_id={tmp_path / 'nope'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: depth model path {str(tmp_path / 'nope')!r} does not exist"
 
 
 def test_training_runs_through_broken_files(tmp_path, image_folder):

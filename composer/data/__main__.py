@@ -11,6 +11,7 @@ import argparse
 import itertools
 import logging
 import sys
+from pathlib import Path
 
 from .collate import SkipTally
 from .folder import ImageFolderDataset
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--root", help="image folder (with --data folder)")
     preview.add_argument("--urls", help="shard paths, brace patterns allowed (with --data shards)")
     preview.add_argument("--columns", type=int, default=4)
+    preview.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return parser
 
 
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("n", "columns", "size"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+        if Path(args.out).exists() and not args.overwrite:
+            raise ValueError(f"--out {args.out!r} already exists: choose another file, or pass --overwrite")
         tally = SkipTally()
         samples = collect(args, tally)
         preview_grid(samples, columns=args.columns).save(args.out)
