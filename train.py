@@ -5,9 +5,10 @@
     python train.py experiment=pretrained_shards model.unet_path=... data.urls=...
     accelerate launch --num_processes 2 train.py     # several GPUs (or --cpu processes)
 
-Reads top to bottom: instantiate, prepare, one flat loop. Every step's randomness (condition
-dropout, timesteps, noise, random masks) comes from a generator seeded by (seed, step, rank), so a
-resumed run logs the same losses as an uninterrupted one.
+Reads top to bottom: `train` builds the run, resumes it, runs the steps (each one a training
+step, a log line, and at times a sample grid and a checkpoint) and finishes. Every step's
+randomness (condition dropout, timesteps, noise, random masks) comes from a generator seeded by
+(seed, step, rank), so a resumed run logs the same losses as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -42,11 +45,10 @@ from composer.checkpoint import (
     truncate_metrics,
 )
 from composer.checks import require
-from composer.cli import run_or_exit
+from composer.cli import instantiate_extractors, run_or_exit
 from composer.data import Batch, Collate, Sample, SkipTally, data_loader
 from composer.grids import grid_image, reconstructions
-from composer.inputs import PhraseEncoder, batch_inputs, sources_from_config
-from decompose import DatasetCaptions, Decomposer, TextEncoder
+from composer.inputs import Conditioning
 
 logger = logging.getLogger("composer.train")
 
@@ -54,6 +56,38 @@ logger = logging.getLogger("composer.train")
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     run_or_exit(train, cfg)
+
+
+def train(cfg: DictConfig) -> None:
+    check_config(cfg)
+    run = build(cfg)
+    state = resume(run)
+    if state["step"] >= cfg.trainer.max_steps:
+        run.accelerator.print(f"already trained to step {state['step']} (max_steps={cfg.trainer.max_steps}); "
+                              "nothing to do")
+        return
+    start_logging(run)
+    grid = GridSamples.from_config(run)
+    tally = SkipTally()
+    tally.counts.update(state.get("skipped", {}))
+    stream = batches(run, state, tally)
+    started = time.perf_counter()
+    with tqdm(total=cfg.trainer.max_steps, initial=state["step"], disable=not run.accelerator.is_main_process,
+              desc="training", dynamic_ncols=True) as progress:
+        while state["step"] < cfg.trainer.max_steps:
+            step = state["step"] + 1
+            loss = training_step(run, next(stream), step)
+            if loss is None:  # accumulating gradients: the step is not complete yet
+                continue
+            state.update(step=step, skipped=dict(tally.counts))
+            log_step(run, step, loss, started=started, progress=progress)
+            if due(step, cfg.trainer.sample_every, cfg.trainer.max_steps):
+                grid.save(run, step)
+            if due(step, cfg.trainer.checkpoint_every, cfg.trainer.max_steps):
+                save_checkpoint(run.accelerator, run.checkpoints, step, dict(state), model=run.model,
+                                optimizer=run.optimizer, lr_scheduler=run.lr_scheduler, ema=run.ema,
+                                keep=cfg.trainer.keep_checkpoints)
+    finish(run, state, tally, started)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -86,38 +120,62 @@ def refuse_to_overwrite(run_dir: Path, resume: str | None) -> None:
                          "choose another run_dir")
 
 
-def train(cfg: DictConfig) -> None:
-    check_config(cfg)
+@dataclass
+class Run:
+    """Everything one training run holds, built once by `build`."""
+
+    cfg: DictConfig
+    accelerator: Accelerator
+    conditioning: Conditioning
+    model: torch.nn.Module  # as accelerate prepared it (DDP-wrapped on several processes)
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    ema: EMAModel
+    train_set: object
+    val_set: object
+    checkpoint: Path | None  # the one to resume from
+    trainable: list[torch.nn.Parameter] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run_dir)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def raw(self):
+        """The model itself, unwrapped."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def prepare_inputs(self, batch: Batch, generator: torch.Generator) -> tuple[Batch, dict]:
+        """The batch on the device, and its condition inputs (decomposed there)."""
+        batch = batch.to(self.accelerator.device)
+        with torch.no_grad():
+            return batch, self.conditioning.inputs(batch, generator)
+
+
+def build(cfg: DictConfig) -> Run:
+    """Conditions and their extractors, the model, optimizer, LR schedule, EMA and data. A run that
+    starts fresh refuses a run_dir holding another run's files, before anything is built."""
     run_dir = Path(cfg.run_dir)
-    checkpoints = run_dir / "checkpoints"
-    checkpoint = find_checkpoint(checkpoints, cfg.resume)
+    checkpoint = find_checkpoint(run_dir / "checkpoints", cfg.resume)
     if checkpoint is None:
         refuse_to_overwrite(run_dir, cfg.resume)
-    accelerator = Accelerator(
-        mixed_precision=cfg.trainer.mixed_precision,
-        gradient_accumulation_steps=cfg.trainer.gradient_accumulation,
-        cpu=cfg.trainer.cpu,
-        log_with="tensorboard",
-        project_dir=str(run_dir),
-    )
+    accelerator = Accelerator(mixed_precision=cfg.trainer.mixed_precision,
+                              gradient_accumulation_steps=cfg.trainer.gradient_accumulation, cpu=cfg.trainer.cpu,
+                              log_with="tensorboard", project_dir=str(run_dir))
     set_seed(cfg.seed)
-    device = accelerator.device
-
-    # --- instantiate: conditions, their extractors, the model, data, optimizer -------------
     conditions = OmegaConf.to_container(cfg.condition, resolve=True)
-    sources = sources_from_config(conditions)
-    names = [source.spec.name for source in sources]
-    extractors = [instantiate(settings["extractor"]) for settings in conditions.values() if settings.get("extractor")]
-    decomposer = Decomposer([DatasetCaptions(), *extractors]).to(device).eval()
-    text_encoder = next((e for e in extractors if isinstance(e, TextEncoder)), None)
-    phrase_encoder = PhraseEncoder(text_encoder) if text_encoder is not None else None
-    if any(source.spec.kind == "grounding" for source in sources) and phrase_encoder is None:
-        raise ValueError("the grounding condition needs a text encoder (the caption condition's) for its phrases")
+    conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
+    conditioning.decomposer.to(accelerator.device).eval()
+    names = [source.spec.name for source in conditioning.sources]
 
     dropout = OmegaConf.to_container(cfg.dropout, resolve=True)
     overrides = dropout.pop("overrides", {}) or {}
     dropout["overrides"] = {name: p for name, p in overrides.items() if name in names}
-    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in sources], dropout=dropout)
+    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources], dropout=dropout)
     if cfg.trainer.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     trainable = model.trainable_parameters()
@@ -127,148 +185,165 @@ def train(cfg: DictConfig) -> None:
                                  num_warmup_steps=cfg.trainer.warmup_steps * accelerator.num_processes,
                                  num_training_steps=cfg.trainer.max_steps * accelerator.num_processes)
     ema = EMAModel(trainable, decay=cfg.trainer.ema_decay)
-    ema.to(device)
+    ema.to(accelerator.device)
     train_set = instantiate(cfg.data.train)
     val_set = instantiate(cfg.data.val) if cfg.data.get("val") else train_set
-
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    raw = accelerator.unwrap_model(model)
+    return Run(cfg, accelerator, conditioning, model, optimizer, lr_scheduler, ema, train_set, val_set, checkpoint,
+               trainable)
 
-    # --- resume ------------------------------------------------------------------------------
+
+def resume(run: Run) -> dict:
+    """The trainer state: fresh, or read back from `run.checkpoint` with everything it saved."""
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "skipped": {}}
-    metrics_path = run_dir / "metrics.jsonl"
-    if checkpoint is not None:
-        try:
-            state = load_checkpoint(checkpoint, raw, optimizer, lr_scheduler, ema)
-        except ValueError as error:
-            valid = newest_valid(checkpoint.parent, raw, before=checkpoint)
-            advice = f"the newest valid checkpoint is {valid}: resume={valid}" if valid else "no older checkpoint is valid"
-            raise ValueError(f"cannot resume from {checkpoint}: {error}; {advice}") from None
-        ema.to(device)  # its shadow weights were read onto the CPU
-        state.pop("ema", None)
-        if accelerator.is_main_process:
-            truncate_metrics(metrics_path, state["step"])  # steps after the checkpoint are logged again
-        accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
-    if state["step"] >= cfg.trainer.max_steps:
-        accelerator.print(f"already trained to step {state['step']} (max_steps={cfg.trainer.max_steps}); nothing to do")
-        return
-    accelerator.init_trackers("composer", config=_flat(OmegaConf.to_container(cfg, resolve=True)))
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if run.checkpoint is None:
+        return state
+    try:
+        state = load_checkpoint(run.checkpoint, run.raw, optimizer=run.optimizer, lr_scheduler=run.lr_scheduler,
+                                ema=run.ema)
+    except ValueError as error:
+        valid = newest_valid(run.checkpoint.parent, run.raw, before=run.checkpoint)
+        advice = f"the newest valid checkpoint is {valid}: resume={valid}" if valid else "no older checkpoint is valid"
+        raise ValueError(f"cannot resume from {run.checkpoint}: {error}; {advice}") from None
+    run.ema.to(run.accelerator.device)  # its shadow weights were read onto the CPU
+    state.pop("ema", None)
+    if run.accelerator.is_main_process:
+        truncate_metrics(run.run_dir / "metrics.jsonl", state["step"])  # steps after the checkpoint are logged again
+    run.accelerator.print(f"resumed from {run.checkpoint} at step {state['step']}")
+    return state
 
-    # Fixed held-out images for the sample grids (the same ones every time).
-    if not isinstance(val_set, IterableDataset):
-        shown = [val_set[i] for i in range(min(cfg.trainer.sample_count, len(val_set)))]
-    else:  # a stream (shards): its first readable samples
-        shown = list(itertools.islice((s for s in val_set if isinstance(s, Sample)), cfg.trainer.sample_count))
-    grid_batch = Collate(cfg.data.max_objects)(shown) if shown else None
-    # Grid rows whose conditions this run does not have are left out (checked now, not at the first grid).
-    subsets = {}
-    for label, subset in OmegaConf.to_container(cfg.trainer.sample_subsets, resolve=True).items():
-        missing = [] if subset == "all" else sorted(set(subset) - set(names))
-        if missing:
-            logger.warning("sample grid row %r left out: this run has no condition %s", label, missing)
-        else:
-            subsets[label] = subset
-    tally = SkipTally()
-    tally.counts.update(state.get("skipped", {}))
 
-    def batches():
-        """Batches forever, epoch after epoch, starting where `state` says."""
-        epoch, skip = state["epoch"], state["batch_in_epoch"]
-        while True:
-            loader = data_loader(train_set, cfg.data.batch_size, cfg.data.num_workers, True, cfg.data.max_objects,
-                                 cfg.seed, True, accelerator.process_index, accelerator.num_processes, epoch, skip)
-            position = skip
-            for batch in loader:
-                position += 1
-                state["epoch"], state["batch_in_epoch"] = epoch, position
-                tally.add(batch)
-                if isinstance(batch, Batch):  # an EmptyBatch only carries bad-data counts
-                    yield batch
-            if position == skip:
-                raise ValueError(f"the training data yields no batch of {cfg.data.batch_size} (epoch {epoch})")
-            epoch, skip = epoch + 1, 0
+def start_logging(run: Run) -> None:
+    """TensorBoard (with the flattened config as hparams) and the run's config.yaml."""
+    run.accelerator.init_trackers("composer", config=_flat(OmegaConf.to_container(run.cfg, resolve=True)))
+    if run.accelerator.is_main_process:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run.cfg))
 
-    def prepare_inputs(batch: Batch, generator: torch.Generator):
-        batch = batch.to(device)
-        return batch, batch_inputs(decomposer, sources, phrase_encoder, batch, generator)
 
-    # --- the loop ------------------------------------------------------------------------------
-    stream = batches()
-    progress = tqdm(total=cfg.trainer.max_steps, initial=state["step"], disable=not accelerator.is_main_process,
-                    desc="training", dynamic_ncols=True)
-    started = time.perf_counter()
-    while state["step"] < cfg.trainer.max_steps:
-        step = state["step"] + 1
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1_009 + accelerator.process_index)
-        batch = next(stream)
-        with torch.no_grad():
-            batch, inputs = prepare_inputs(batch, generator)
-        with accelerator.accumulate(model):
-            loss = model(images=batch.images, inputs=inputs, generator=generator)
-            # Every process must stop together: gather each one's verdict (as float: gloo has no bool).
-            finite = bool((accelerator.gather(torch.isfinite(loss.detach()).reshape(1).float()) > 0).all())
-            if not finite:
-                stop_on_nonfinite_loss(accelerator, checkpoints, loss.item(), step)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and cfg.trainer.grad_clip:
-                accelerator.clip_grad_norm_(trainable, cfg.trainer.grad_clip)
-            optimizer.step()
-            lr_scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        if not accelerator.sync_gradients:
-            continue
-        ema.step(trainable)
-        state["step"] = step
-        state["skipped"] = dict(tally.counts)
-        loss_value = accelerator.reduce(loss.detach(), "mean").item()
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
+def batches(run: Run, state: dict, tally: SkipTally) -> Iterator[Batch]:
+    """Batches forever, epoch after epoch, starting where `state` says (and keeping it current)."""
+    cfg, accelerator = run.cfg, run.accelerator
+    epoch, skip = state["epoch"], state["batch_in_epoch"]
+    while True:
+        loader = data_loader(run.train_set, cfg.data.batch_size, cfg.data.num_workers, shuffle=True,
+                             max_objects=cfg.data.max_objects, seed=cfg.seed, drop_last=True,
+                             rank=accelerator.process_index, world_size=accelerator.num_processes, epoch=epoch,
+                             skip_batches=skip)
+        position = skip
+        for batch in loader:
+            position += 1
+            state["epoch"], state["batch_in_epoch"] = epoch, position
+            tally.add(batch)
+            if isinstance(batch, Batch):  # an EmptyBatch only carries bad-data counts
+                yield batch
+        if position == skip:
+            raise ValueError(f"the training data yields no batch of {cfg.data.batch_size} (epoch {epoch})")
+        epoch, skip = epoch + 1, 0
 
-        if step % cfg.trainer.log_every == 0 or step == 1:
-            accelerator.log({"loss": loss_value, "lr": lr_scheduler.get_last_lr()[0]}, step=step)
-        if accelerator.is_main_process:
-            with metrics_path.open("a") as handle:
-                handle.write(json.dumps({"step": step, "loss": loss_value, "lr": lr_scheduler.get_last_lr()[0],
-                                         "seconds": round(time.perf_counter() - started, 2)}) + "\n")
 
-        if grid_batch is not None and (step % cfg.trainer.sample_every == 0 or step == cfg.trainer.max_steps):
-            if accelerator.is_main_process:
-                ema.store(trainable)
-                ema.copy_to(trainable)
-                raw.eval()
-                grid_generator = torch.Generator().manual_seed(cfg.seed)
-                shown, grid_inputs = prepare_inputs(grid_batch, grid_generator)
-                rows = reconstructions(raw, grid_inputs, shown.images, subsets, cfg.trainer.guidance,
-                                       cfg.trainer.sample_steps, cfg.seed)
-                raw.train()
-                ema.restore(trainable)
-                picture = grid_image(rows)
-                (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-                picture.save(run_dir / "samples" / f"step-{step:06d}.png")
-                tracker = accelerator.get_tracker("tensorboard", unwrap=True)
-                tracker.add_image("samples", torch.from_numpy(np.array(picture)).permute(2, 0, 1), step)
-            accelerator.wait_for_everyone()
+def training_step(run: Run, batch: Batch, step: int) -> float | None:
+    """Decompose, loss, backward, update; the mean loss over processes once the step is complete
+    (None while gradients accumulate)."""
+    accelerator = run.accelerator
+    generator = torch.Generator().manual_seed(run.cfg.seed * 1_000_003 + step * 1_009 + accelerator.process_index)
+    batch, inputs = run.prepare_inputs(batch, generator)
+    with accelerator.accumulate(run.model):
+        loss = run.model(images=batch.images, inputs=inputs, generator=generator)
+        # Every process must stop together: gather each one's verdict (as float: gloo has no bool).
+        if not bool((accelerator.gather(torch.isfinite(loss.detach()).reshape(1).float()) > 0).all()):
+            stop_on_nonfinite_loss(accelerator, run.checkpoints, loss.item(), step)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and run.cfg.trainer.grad_clip:
+            accelerator.clip_grad_norm_(run.trainable, run.cfg.trainer.grad_clip)
+        run.optimizer.step()
+        run.lr_scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    if not accelerator.sync_gradients:
+        return None
+    run.ema.step(run.trainable)
+    return accelerator.reduce(loss.detach(), "mean").item()
 
-        if step % cfg.trainer.checkpoint_every == 0 or step == cfg.trainer.max_steps:
-            save_checkpoint(accelerator, checkpoints, step, dict(state), model, optimizer, lr_scheduler, ema,
-                            cfg.trainer.keep_checkpoints)
 
-    progress.close()
-    if accelerator.is_main_process:
-        raw_final = run_dir / "model"
-        ema.store(trainable)
-        ema.copy_to(trainable)
-        raw.save_pretrained(str(raw_final), safe_serialization=True)  # EMA weights, ready for sampling
+def log_step(run: Run, step: int, loss: float, *, started: float, progress: tqdm) -> None:
+    """The progress bar, TensorBoard every `log_every` steps, and a metrics.jsonl row every step."""
+    lr = run.lr_scheduler.get_last_lr()[0]
+    progress.update(1)
+    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+    if step % run.cfg.trainer.log_every == 0 or step == 1:
+        run.accelerator.log({"loss": loss, "lr": lr}, step=step)
+    if run.accelerator.is_main_process:
+        with (run.run_dir / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps({"step": step, "loss": loss, "lr": lr,
+                                     "seconds": round(time.perf_counter() - started, 2)}) + "\n")
+
+
+def due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+@dataclass
+class GridSamples:
+    """Fixed held-out images, reconstructed from all their conditions and from subsets (a row each)."""
+
+    batch: Batch | None
+    subsets: dict
+
+    @classmethod
+    def from_config(cls, run: Run) -> GridSamples:
+        cfg, val_set = run.cfg, run.val_set
+        if not isinstance(val_set, IterableDataset):
+            shown = [val_set[i] for i in range(min(cfg.trainer.sample_count, len(val_set)))]
+        else:  # a stream (shards): its first readable samples
+            shown = list(itertools.islice((s for s in val_set if isinstance(s, Sample)), cfg.trainer.sample_count))
+        names = [source.spec.name for source in run.conditioning.sources]
+        # Rows whose conditions this run does not have are left out (checked now, not at the first grid).
+        subsets = {}
+        for label, subset in OmegaConf.to_container(cfg.trainer.sample_subsets, resolve=True).items():
+            missing = [] if subset == "all" else sorted(set(subset) - set(names))
+            if missing:
+                logger.warning("sample grid row %r left out: this run has no condition %s", label, missing)
+            else:
+                subsets[label] = subset
+        return cls(Collate(cfg.data.max_objects)(shown) if shown else None, subsets)
+
+    def save(self, run: Run, step: int) -> None:
+        """`samples/step-*.png` and TensorBoard, from the EMA weights, on the main process."""
+        if self.batch is None:
+            return
+        cfg, raw = run.cfg, run.raw
+        if run.accelerator.is_main_process:
+            run.ema.store(run.trainable)
+            run.ema.copy_to(run.trainable)
+            raw.eval()
+            shown, inputs = run.prepare_inputs(self.batch, torch.Generator().manual_seed(cfg.seed))
+            rows = reconstructions(raw, inputs, shown.images, self.subsets, guidance=cfg.trainer.guidance,
+                                   steps=cfg.trainer.sample_steps, seed=cfg.seed)
+            raw.train()
+            run.ema.restore(run.trainable)
+            picture = grid_image(rows)
+            (run.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            picture.save(run.run_dir / "samples" / f"step-{step:06d}.png")
+            tracker = run.accelerator.get_tracker("tensorboard", unwrap=True)
+            tracker.add_image("samples", torch.from_numpy(np.array(picture)).permute(2, 0, 1), step)
+        run.accelerator.wait_for_everyone()
+
+
+def finish(run: Run, state: dict, tally: SkipTally, started: float) -> None:
+    """The final EMA model, with the conditions.yaml that rebuilds its extractors, in run_dir/model."""
+    if run.accelerator.is_main_process:
+        final = run.run_dir / "model"
+        run.ema.store(run.trainable)
+        run.ema.copy_to(run.trainable)
+        run.raw.save_pretrained(str(final), safe_serialization=True)  # EMA weights, ready for sampling
         # How to decompose images for this model (used by composer.edit / composer.recombine).
-        (raw_final / "conditions.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(conditions)))
-        ema.restore(trainable)
+        conditions = OmegaConf.to_container(run.cfg.condition, resolve=True)
+        (final / "conditions.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(conditions)))
+        run.ema.restore(run.trainable)
         minutes = (time.perf_counter() - started) / 60
-        accelerator.print(f"done: {state['step']} steps in {minutes:.1f} min; model (EMA) in {raw_final}, "
-                          f"samples in {run_dir / 'samples'}, skipped bad data: {tally.summary()}")
-    accelerator.end_training()
+        run.accelerator.print(f"done: {state['step']} steps in {minutes:.1f} min; model (EMA) in {final}, "
+                              f"samples in {run.run_dir / 'samples'}, skipped bad data: {tally.summary()}")
+    run.accelerator.end_training()
 
 
 def stop_on_nonfinite_loss(accelerator: Accelerator, checkpoints: Path, loss: float, step: int) -> None:

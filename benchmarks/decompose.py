@@ -8,8 +8,8 @@ the batched extractors (the JSON reports how closely they agree). Inputs are ran
 of the photographs bundled with scikit-image, so edges and colors are those of real pictures.
 
 Also reported: the whole offline `Decomposer` against the reference loop, and its share of one
-training step of a diffusers `UNet2DConditionModel` of the size the design notes budget for the
-default CPU model (about 6M parameters, 32 px, batch 32).
+training step of a diffusers `UNet2DConditionModel` of about 6M parameters (32 px, batch 32),
+a CPU-sized model of the kind the default run trains.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ def main() -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from composer.cli import instantiate_extractors
     from composer.data import Collate
-    from composer.inputs import PhraseEncoder, condition_inputs, sources_from_config
+    from composer.inputs import Conditioning
     from composer.sampling import concat_outputs, guide, guided_sample
-    from decompose import DatasetCaptions, Decomposer, TextEncoder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -51,17 +51,12 @@ def main() -> None:
         cfg = compose(config_name="config", overrides=overrides)
     torch.manual_seed(0)
     conditions = OmegaConf.to_container(cfg.condition, resolve=True)
-    sources = sources_from_config(conditions)
-    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in sources]).to(device).eval()
-    extractors = [instantiate(s["extractor"]) for s in conditions.values() if s.get("extractor")]
-    decomposer = Decomposer([DatasetCaptions(), *extractors]).to(device)
-    phrases = PhraseEncoder(next(e for e in extractors if isinstance(e, TextEncoder)))
+    conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
+    conditioning.decomposer.to(device)
+    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources]).to(device).eval()
     dataset = instantiate(cfg.data.val)
     batch = Collate(cfg.data.max_objects)([dataset[i] for i in range(args.batch)]).to(device)
-    parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(),
-                       generator=torch.Generator().manual_seed(0))
-    inputs = condition_inputs(parts, sources, batch.boxes, batch.box_valid,
-                              phrases(batch.phrases, batch.boxes.shape[1], device))
+    inputs = conditioning.inputs(batch, torch.Generator().manual_seed(0))
     names = model.conditioner.names
     keep_c2 = {n: torch.ones(args.batch, dtype=torch.bool, device=device) for n in names}
     keep_c1 = {n: torch.zeros(args.batch, dtype=torch.bool, device=device) for n in names}
@@ -99,8 +94,8 @@ def main() -> None:
         for repeat in range(args.repeats):
             synchronize()
             start = time.perf_counter()
-            guided_sample(model, inputs, keep_c2, keep_c1, size, 3.0, args.steps,
-                          torch.Generator().manual_seed(repeat))
+            guided_sample(model, inputs, keep_c2, keep_c1, size=size, guidance=3.0, steps=args.steps,
+                          generator=torch.Generator().manual_seed(repeat))
             synchronize()
             runs.append(time.perf_counter() - start)
 

@@ -45,15 +45,14 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from composer.cli import instantiate_extractors
     from composer.data import Collate
-    from composer.inputs import PhraseEncoder, condition_inputs, sources_from_config
-    from decompose import DatasetCaptions, Decomposer, TextEncoder
+    from composer.inputs import Conditioning
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"data.batch_size={batch_size}", *overrides])
     torch.manual_seed(0)
     conditions = OmegaConf.to_container(cfg.condition, resolve=True)
-    sources = sources_from_config(conditions)
     dataset = instantiate(cfg.data.train)
     batch = Collate(cfg.data.max_objects)([dataset[i] for i in range(batch_size)]).to(device)
     unet_config = OmegaConf.to_container(cfg.model.unet_config, resolve=True)
@@ -72,17 +71,12 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     else:
-        model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in sources]).to(device)
-        extractors = [instantiate(s["extractor"]) for s in conditions.values() if s.get("extractor")]
-        decomposer = Decomposer([DatasetCaptions(), *extractors]).to(device)
-        phrases = PhraseEncoder(next(e for e in extractors if isinstance(e, TextEncoder)))
+        conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
+        conditioning.decomposer.to(device)
+        model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources]).to(device)
 
         def prepare():
-            generator = torch.Generator().manual_seed(0)
-            parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(),
-                               generator=generator)
-            embedded = phrases(batch.phrases, batch.boxes.shape[1], device)
-            return condition_inputs(parts, sources, batch.boxes, batch.box_valid, embedded)
+            return conditioning.inputs(batch, torch.Generator().manual_seed(0))
 
         fixed_inputs = prepare()
 

@@ -45,7 +45,7 @@ def _ema_parts(ema) -> tuple[dict[str, torch.Tensor], dict]:
     return {str(index): tensor.detach().contiguous().cpu() for index, tensor in enumerate(shadow)}, state
 
 
-def save_checkpoint(accelerator, root: Path, step: int, state: dict, model, optimizer, lr_scheduler, ema,
+def save_checkpoint(accelerator, root: Path, step: int, state: dict, *, model, optimizer, lr_scheduler, ema,
                     keep: int = 3) -> Path:
     """Write `root/step-{step}` from the main process; every process waits for it."""
     final = step_dir(root, step)
@@ -87,7 +87,7 @@ def _read_torch(path: Path) -> dict:
         raise ValueError(f"cannot read {path}: the file is damaged or incomplete ({first_line})") from None
 
 
-def load_checkpoint(checkpoint: Path, model, optimizer, lr_scheduler, ema) -> dict:
+def load_checkpoint(checkpoint: Path, model, *, optimizer, lr_scheduler, ema) -> dict:
     """Restore everything `save_checkpoint` wrote; returns the trainer state. A damaged file or
     one that does not fit the model is a `ValueError` naming it."""
     try:
@@ -140,10 +140,10 @@ def newest_valid(root: Path, model, before: Path | None = None) -> Path | None:
 
 
 def last_good_checkpoint(root: Path, failed_step: int) -> Path | None:
-    """The newest checkpoint that can be trained on from, after the loss went non-finite at
-    `failed_step`: the weights saved at step s gave step s + 1's loss, so only checkpoints up to
-    `failed_step - 2` are known good (`failed_step - 1`'s weights are the ones that failed: large,
-    maybe still finite), and only those whose weights are all finite."""
+    """The newest checkpoint to train on from, after the loss went non-finite at `failed_step`
+    (docs/design.md#nonfinite-loss): the weights saved at step s gave step s + 1's loss, so only
+    checkpoints up to `failed_step - 2` are known good (`failed_step - 1`'s weights are the ones
+    that failed: large, maybe still finite), and only those whose weights are all finite."""
     for path in sorted(root.glob("step-*"), reverse=True):
         if not (path / STATE_FILE).is_file() or read_state(path)["step"] > failed_step - 2:
             continue

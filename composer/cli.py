@@ -19,15 +19,17 @@ from tqdm.auto import tqdm
 from decompose import (
     AnnotatedDepth,
     AnnotatedInstances,
-    DatasetCaptions,
-    Decomposer,
     Intensity,
-    TextEncoder,
 )
 
 from .checks import require
-from .inputs import PhraseEncoder, sources_from_config
+from .inputs import Conditioning
 from .pipeline import ComposerPipeline, model_folder
+
+
+def instantiate_extractors(conditions: dict) -> list:
+    """The extractors `cfg.condition` (or a model's `conditions.yaml`) names, built."""
+    return [instantiate(settings["extractor"]) for settings in conditions.values() if settings.get("extractor")]
 
 
 def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: bool = False,
@@ -41,7 +43,7 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: boo
     if not conditions_file.is_file():
         raise ValueError(f"{str(folder)!r} has no conditions.yaml (written by train.py): cannot decompose images for it")
     conditions = OmegaConf.to_container(OmegaConf.load(conditions_file), resolve=True)
-    extractors = [instantiate(settings["extractor"]) for settings in conditions.values() if settings.get("extractor")]
+    extractors = instantiate_extractors(conditions)
     # Annotation extractors pass a dataset's ground truth through; a user's image has none, so
     # those conditions (the scenes' instances and depth) are left out: dropped when sampling.
     annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
@@ -51,11 +53,10 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: boo
     extractors = [e for e in extractors if e not in annotated]
     for extractor in extractors:
         if isinstance(extractor, Intensity):
-            extractor.randomize = False  # random RGB weights teach re-coloring; sampling wants one fixed gray
-    text = next((extractor for extractor in extractors if isinstance(extractor, TextEncoder)), None)
-    pipe.register_modules(decomposer=Decomposer([DatasetCaptions(), *extractors]),
-                          phrase_encoder=PhraseEncoder(text) if text else None)
-    pipe.sources = sources_from_config(conditions)
+            extractor.randomize = False  # docs/design.md#intensity-at-sampling: one fixed gray, reproducible
+    conditioning = Conditioning.build(conditions, extractors)
+    pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder)
+    pipe.sources = conditioning.sources
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -74,7 +74,7 @@ def run(cfg: DictConfig) -> Path:
 
     parser = None
     if isinstance(dataset, SceneDataset):
-        parser = cached_scene_parser(size, cfg.parser.cache, cfg.parser.steps, cfg.parser.scenes).to(pipe.device)
+        parser = cached_scene_parser(size, cfg.parser.cache, cfg.parser.steps, scenes=cfg.parser.scenes).to(pipe.device)
     depth = TransformersDepth.from_pretrained(cfg.depth_model).to(pipe.device) if cfg.depth_model else None
     instances = None
     if cfg.instances_model and parser is None:

@@ -13,7 +13,7 @@ from .sampling import guided_sample, keep_only
 
 
 @torch.no_grad()
-def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, subsets: Mapping[str, Sequence[str]],
+def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, subsets: Mapping[str, Sequence[str]], *,
                     guidance: float, steps: int, seed: int) -> dict[str, torch.Tensor]:
     """`{row label: images [B, 3, H, W]}`: the sources, then one row per condition subset."""
     names = model.conditioner.names
@@ -23,8 +23,8 @@ def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, s
     for label, subset in subsets.items():
         generator = torch.Generator().manual_seed(seed)  # same noise in every row: rows differ by conditions only
         keep = keep_only(names, subset, batch, model.device)
-        rows[label] = guided_sample(model, inputs, keep, nothing, tuple(images.shape[-2:]), guidance, steps,
-                                    generator).cpu()
+        rows[label] = guided_sample(model, inputs, keep, nothing, size=tuple(images.shape[-2:]), guidance=guidance,
+                                    steps=steps, generator=generator).cpu()
     return rows
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from conditions import ConditionSpec, GroundingInput, TextInput
-from decompose import Decomposer, Decomposition, TextEncoder
+from decompose import DatasetCaptions, Decomposer, Decomposition, Extractor, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _trainable(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return tensor.clone() if tensor is not None and tensor.is_inference() else tensor
 
 
-def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], boxes: torch.Tensor | None = None,
+def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], *, boxes: torch.Tensor | None = None,
                      box_valid: torch.Tensor | None = None, phrase_embeddings: torch.Tensor | None = None
                      ) -> dict[str, object]:
     """`{condition name: input}` for the conditions whose representation is present."""
@@ -88,13 +88,38 @@ def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], b
 
 
 def batch_inputs(decomposer: Decomposer, sources: Sequence[ConditionSource], phrase_encoder: PhraseEncoder | None,
-                 batch, generator: torch.Generator | None = None) -> dict[str, object]:
+                 batch, *, generator: torch.Generator | None = None) -> dict[str, object]:
     """Condition inputs of a collated `composer.data.Batch` (on the decomposer's device): its images
     decomposed with its captions and annotations, its boxes and embedded phrases for grounding."""
     parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(), generator=generator)
     phrases = (phrase_encoder(batch.phrases, batch.boxes.shape[1], batch.images.device, batch.images.dtype)
                if phrase_encoder else None)
-    return condition_inputs(parts, sources, batch.boxes, batch.box_valid, phrases)
+    return condition_inputs(parts, sources, boxes=batch.boxes, box_valid=batch.box_valid, phrase_embeddings=phrases)
+
+
+@dataclass
+class Conditioning:
+    """The conditioning stack of a model: which representation feeds each condition (`sources`),
+    the `decomposer` that extracts them from a batch, and the `phrase_encoder` that embeds
+    grounding phrases with the caption's text encoder. Built in one place for training,
+    sampling, evaluation and the benchmarks."""
+
+    sources: list[ConditionSource]
+    decomposer: Decomposer
+    phrase_encoder: PhraseEncoder | None
+
+    @classmethod
+    def build(cls, conditions: Mapping[str, Mapping], extractors: Sequence[Extractor]) -> Conditioning:
+        """From `cfg.condition` (name -> settings) and its extractors, already built."""
+        sources = sources_from_config(conditions)
+        text = next((extractor for extractor in extractors if isinstance(extractor, TextEncoder)), None)
+        if text is None and any(source.spec.kind == "grounding" for source in sources):
+            raise ValueError("the grounding condition needs a text encoder (the caption condition's) for its phrases")
+        return cls(sources, Decomposer([DatasetCaptions(), *extractors]), PhraseEncoder(text) if text else None)
+
+    def inputs(self, batch, generator: torch.Generator | None = None) -> dict[str, object]:
+        """Condition inputs of a collated `composer.data.Batch` (see `batch_inputs`)."""
+        return batch_inputs(self.decomposer, self.sources, self.phrase_encoder, batch, generator=generator)
 
 
 def sources_from_config(conditions: Mapping[str, Mapping]) -> list[ConditionSource]:

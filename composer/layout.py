@@ -155,7 +155,7 @@ def parse_reply(reply: str, canvas: int = CANVAS) -> Layout:
 class LayoutClient:
     """Stage 1 of LMD through any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, ...)."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0, *,
                  temperature: float = 0.0):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.timeout, self.temperature = model, api_key, timeout, temperature

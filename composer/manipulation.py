@@ -55,7 +55,7 @@ def interpolate(specs: Mapping[str, ConditionSpec], first: Mapping[str, object],
 
 
 @torch.no_grad()
-def ddim_invert(model, images: torch.Tensor, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor],
+def ddim_invert(model, images: torch.Tensor, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], *,
                 steps: int = 50, guidance: float = 1.0) -> torch.Tensor:
     """DDIM inversion (Song et al. 2021; Composer's bidirectional editing): the noise `x_T` from
     which sampling under `keep` (c1) with DDIM returns `images`. Sample from it under c2 to edit."""

@@ -7,7 +7,8 @@ GLIGEN's gated self-attention (Li et al. 2023).
 - Global conditions and the caption's sentence embedding: summed and added to the timestep
   embedding (through the UNet's class-embedding hook, set to identity).
 - Caption words: cross-attention context. Global tokens and grounding tokens: the gated
-  self-attention (`GatedSelfAttentionDense`), whose output layers start at 0.
+  self-attention (`GatedSelfAttentionDense`), whose output layers start at 0 (Composer appends
+  global tokens to the context instead: docs/design.md#global-tokens).
 
 So a fresh model (or fresh adapters on a pretrained UNet) gives exactly the base UNet's output.
 """
@@ -31,7 +32,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 class ConcatConvIn(nn.Module):
-    """`conv_in` for `[z_t; local]`: `base(z_t) + extra(local)`.
+    """`conv_in` for `[z_t; local]`: `base(z_t) + extra(local)` (docs/design.md#local-conv-in).
 
     `extra` has no bias and the local embedding of a fresh model is zero (the local encoders'
     last convs are zero-initialised), so a fresh model adds nothing here. `extra` itself must
@@ -56,7 +57,7 @@ class TokenPassthrough(nn.Module):
         return objs
 
 
-def tiny_unet_config(sample_size: int = 32, channels: int = 3, block_out_channels: Sequence[int] = (32, 64, 64),
+def tiny_unet_config(sample_size: int = 32, channels: int = 3, block_out_channels: Sequence[int] = (32, 64, 64), *,
                      layers_per_block: int = 1, cross_attention_dim: int = 64, attention_head_dim: int = 8,
                      norm_num_groups: int = 8, attention_levels: int = 2) -> dict:
     """A small UNet2DConditionModel config; attention (cross + gated) on the lowest `attention_levels`."""
@@ -83,6 +84,7 @@ class ComposerModel(ModelMixin, ConfigMixin):
         conditions: Sequence[Mapping] = (),
         unet_config: Mapping | None = None,
         vae_config: Mapping | None = None,
+        *,
         local_width: int = 32,
         global_tokens: int = 8,
         max_objects: int = 30,
@@ -116,8 +118,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
             downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
         time_dim = self.unet.time_embedding.linear_2.out_features
         context_dim = self.unet.config.cross_attention_dim
-        self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, downsample, global_tokens,
-                                       max_objects)
+        self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, local_downsample=downsample,
+                                       global_tokens=global_tokens, max_objects=max_objects)
         self.dropout = JointDropout([spec.name for spec in specs], **dict(dropout or {}))
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                              prediction_type=prediction_type)
@@ -155,7 +157,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
         return model
 
     def zero_gated_attention(self) -> None:
-        """The gated self-attention starts by adding exactly nothing (GLIGEN), yet learns at once.
+        """The gated self-attention starts by adding exactly nothing (GLIGEN), yet learns at once
+        (docs/design.md#gated-attention-init).
 
         GLIGEN zeroes the tanh gates. Then the attention behind a gate gets gradient only through
         the gate, and the gate only through what a random attention adds: measured on the default
@@ -217,8 +220,9 @@ class ComposerModel(ModelMixin, ConfigMixin):
     # --- forward and loss ---------------------------------------------------------------------
 
     def condition(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
-                  size: tuple[int, int], strength: Mapping[str, float] | None = None) -> ConditionOutputs:
-        return self.conditioner(inputs, keep, batch, size, self.device, self.unet.dtype, strength)
+                  size: tuple[int, int], *, strength: Mapping[str, float] | None = None) -> ConditionOutputs:
+        return self.conditioner(inputs, keep, batch, size, device=self.device, dtype=self.unet.dtype,
+                                strength=strength)
 
     def forward(self, noisy: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
                 conditions: ConditionOutputs | None = None, *, images: torch.Tensor | None = None,

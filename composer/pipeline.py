@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +103,7 @@ class ComposerPipeline(DiffusionPipeline):
 
     _optional_components = ["decomposer", "phrase_encoder"]
 
-    def __init__(self, model: ComposerModel, scheduler, decomposer: Decomposer | None = None,
+    def __init__(self, model: ComposerModel, scheduler, *, decomposer: Decomposer | None = None,
                  phrase_encoder: PhraseEncoder | None = None, sources: Sequence[ConditionSource] | None = None):
         super().__init__()
         self.register_modules(model=model, scheduler=scheduler, decomposer=decomposer, phrase_encoder=phrase_encoder)
@@ -129,7 +129,7 @@ class ComposerPipeline(DiffusionPipeline):
     def condition_names(self) -> list[str]:
         return self.model.conditioner.names
 
-    def decompose(self, images: torch.Tensor | Mapping[str, torch.Tensor], captions: Sequence[str] | None = None,
+    def decompose(self, images: torch.Tensor | Mapping[str, torch.Tensor], captions: Sequence[str] | None = None, *,
                   masks: torch.Tensor | None = None, layout: Layout | None = None,
                   generator: torch.Generator | None = None) -> dict[str, object]:
         """Condition inputs from raw inputs. `images` is one batch for every condition, or
@@ -193,7 +193,7 @@ class ComposerPipeline(DiffusionPipeline):
         return int(size)
 
     @staticmethod
-    def check_inputs(guidance: float, num_inference_steps: int, grounding_fraction: float | None,
+    def check_inputs(*, guidance: float, num_inference_steps: int, grounding_fraction: float | None,
                      strength: Mapping[str, float] | None, output_type: str, edit_context: float) -> None:
         """Numbers a user types: a short error naming the bad value (NaN guidance would give a black image)."""
         require("guidance", guidance, minimum=0)
@@ -213,7 +213,9 @@ class ComposerPipeline(DiffusionPipeline):
                  edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
-                 output_type: str = "pil", progress: bool = True) -> ImagePipelineOutput:
+                 output_type: str = "pil", progress: bool = True,
+                 callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+                 ) -> ImagePipelineOutput:
         """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)` (Composer eq. 2).
 
         Args:
@@ -240,22 +242,29 @@ class ComposerPipeline(DiffusionPipeline):
             batch_size: outputs without an image to count them from (default 1).
             output_type: "pil", "np" (`[B, H, W, 3]`) or "pt" (`[B, 3, H, W]`), in [0, 1].
             progress: show a progress bar.
+            callback_on_step_end: `callback(index, timestep, sample)` after every denoising step,
+                with the current sample `[B, C, h, w]` in the model's space (at the window's size
+                when editing).
         """
         # 1. check inputs
-        self.check_inputs(guidance, num_inference_steps, grounding_fraction, strength, output_type, edit_context)
+        self.check_inputs(guidance=guidance, num_inference_steps=num_inference_steps,
+                          grounding_fraction=grounding_fraction, strength=strength, output_type=output_type,
+                          edit_context=edit_context)
         if (edit_image is None) != (edit_mask is None):
             raise ValueError("region editing needs both edit_image and edit_mask")
         settings = dict(conditions=conditions, negative=negative, guidance=guidance, strength=strength,
                         grounding_fraction=grounding_fraction, num_inference_steps=num_inference_steps,
-                        generator=generator, latents=latents, progress=progress)
+                        generator=generator, latents=latents, progress=progress,
+                        callback_on_step_end=callback_on_step_end)
         if edit_image is not None:
-            result = self._edit(inputs, images, captions, layout, edit_image, edit_mask, edit_context, settings)
+            result = self._edit(inputs, images, captions, layout, edit_image=edit_image, edit_mask=edit_mask,
+                                context=edit_context, settings=settings)
         else:
             result = self._generate(inputs, images, captions, layout, size=size, batch_size=batch_size, **settings)
         # 5. post-process
         return ImagePipelineOutput(images=self._output(result, output_type))
 
-    def _edit(self, inputs, images, captions, layout, edit_image: torch.Tensor, edit_mask: torch.Tensor,
+    def _edit(self, inputs, images, captions, layout, *, edit_image: torch.Tensor, edit_mask: torch.Tensor,
               context: float, settings: dict) -> torch.Tensor:
         """Region editing at the image's own size: each image's window around its mask is generated
         at the model's size, scaled back and pasted inside the mask (`composer.region`)."""
@@ -283,8 +292,8 @@ class ComposerPipeline(DiffusionPipeline):
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
 
     def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
-                  grounding_fraction, num_inference_steps, generator, latents, progress, size, batch_size,
-                  known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  grounding_fraction, num_inference_steps, generator, latents, progress, callback_on_step_end,
+                  size, batch_size, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Images `[B, 3, H, W]` in [0, 1] at the model's (or the given) size; with `known =
         (image, mask)` at that size, pixels outside the mask are the image's."""
         # 2. prepare conditions
@@ -316,9 +325,10 @@ class ComposerPipeline(DiffusionPipeline):
 
         # 4. denoise
         images_out = guided_sample(
-            self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch), size,
-            guidance, num_inference_steps, generator, progress, strength, self.scheduler, latents,
-            grounding_fraction, region,
+            self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch),
+            size=size, guidance=guidance, steps=num_inference_steps, generator=generator, progress=progress,
+            strength=strength, scheduler=self.scheduler, latents=latents, grounding_fraction=grounding_fraction,
+            known=region, callback=callback_on_step_end,
         )
         if known is not None:  # outside the mask, exactly the input
             images_out = mask * images_out + (1 - mask) * edit_image

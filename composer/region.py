@@ -1,6 +1,6 @@
 """Region editing at the user's resolution: generate at the model's size on a window around the
 mask, then paste the result back inside the mask only ("inpaint only masked", as common Stable
-Diffusion front ends do).
+Diffusion front ends do; docs/design.md#region-editing-window).
 
 A window is a square around the mask's bounding box, widened by `context` on every side so the
 model sees what surrounds the region, and never smaller than the model's own size (a small mask

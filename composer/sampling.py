@@ -5,7 +5,7 @@ forward pass. Any diffusers scheduler works (DDIM, DPM-Solver++, Euler, ...)."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,16 +65,19 @@ class KnownRegion:
 
 @torch.no_grad()
 def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, torch.Tensor],
-                  keep_c1: Mapping[str, torch.Tensor], size: tuple[int, int], guidance: float = 3.0,
+                  keep_c1: Mapping[str, torch.Tensor], *, size: tuple[int, int], guidance: float = 3.0,
                   steps: int = 50, generator: torch.Generator | None = None, progress: bool = False,
                   strength: Mapping[str, float] | None = None, scheduler=None, latents: torch.Tensor | None = None,
                   grounding_fraction: float | None = None, known: KnownRegion | None = None,
-                  decode: bool = True) -> torch.Tensor:
+                  decode: bool = True, callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+                  ) -> torch.Tensor:
     """Images `[B, 3, H, W]` in [0, 1] (or the final latents with `decode=False`).
 
     `keep_c2` / `keep_c1` say per condition and sample which conditions each branch sees.
     `grounding_fraction` (GLIGEN scheduled sampling): grounding conditions are on for the first
     `fraction * steps` steps only. `known` re-imposes a region of a source image at every step.
+    `callback(index, timestep, sample)` runs after every step with the current sample
+    `[B, C, h, w]` (as diffusers' `callback_on_step_end`): for previews, logging or early stops.
     """
     batch = next(iter(keep_c2.values())).shape[0]
     height, width = model.latent_size(*size)
@@ -92,8 +95,8 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
                 return keep
             return {name: value & (model.conditioner.specs[name].kind != "grounding") for name, value in keep.items()}
 
-        return concat_outputs(model.condition(inputs, mask(keep_c2), batch, (height, width), strength),
-                              model.condition(inputs, mask(keep_c1), batch, (height, width), strength))
+        return concat_outputs(model.condition(inputs, mask(keep_c2), batch, (height, width), strength=strength),
+                              model.condition(inputs, mask(keep_c1), batch, (height, width), strength=strength))
 
     early = conditioning(True)
     has_grounding = any(spec.kind == "grounding" for spec in model.conditioner.specs.values())
@@ -112,4 +115,6 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
             following = timesteps[index + 1] if index + 1 < len(timesteps) else None
             source = known.x0 if following is None else scheduler.add_noise(known.x0, known.noise, following.reshape(1))
             sample = known.keep * source + (1 - known.keep) * sample
+        if callback is not None:
+            callback(index, timestep, sample)
     return model.decode(sample) if decode else sample

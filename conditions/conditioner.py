@@ -31,7 +31,7 @@ class Conditioner(nn.Module):
     learned token.
     """
 
-    def __init__(self, specs: Sequence[ConditionSpec], time_dim: int, context_dim: int, local_width: int,
+    def __init__(self, specs: Sequence[ConditionSpec], time_dim: int, context_dim: int, local_width: int, *,
                  local_downsample: int = 1, global_tokens: int = 8, max_objects: int = 30):
         super().__init__()
         names = [spec.name for spec in specs]
@@ -60,7 +60,7 @@ class Conditioner(nn.Module):
     def names(self) -> list[str]:
         return list(self.specs)
 
-    def _empty_input(self, spec: ConditionSpec, encoder: nn.Module, batch: int, size: tuple[int, int], device,
+    def _empty_input(self, spec: ConditionSpec, encoder: nn.Module, batch: int, size: tuple[int, int], *, device,
                      dtype: torch.dtype):
         """Stands in for an absent input (the condition is then dropped for every sample)."""
         def zeros(*shape: int) -> torch.Tensor:
@@ -78,7 +78,7 @@ class Conditioner(nn.Module):
                               torch.zeros(batch, 1, dtype=torch.bool, device=device))
 
     @staticmethod
-    def _encode(spec: ConditionSpec, encoder: nn.Module, value, keep: torch.Tensor, size: tuple[int, int]) -> dict:
+    def _encode(spec: ConditionSpec, encoder: nn.Module, value, keep: torch.Tensor, *, size: tuple[int, int]) -> dict:
         """One condition's contributions: any of time, context (+ mask), tokens, local."""
         if spec.kind == "text":
             time, context, mask = encoder(value, keep)
@@ -92,7 +92,7 @@ class Conditioner(nn.Module):
         return {"tokens": tokens} if local is None else {"tokens": tokens, "local": local}
 
     def forward(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
-                size: tuple[int, int], device: torch.device, dtype: torch.dtype,
+                size: tuple[int, int], *, device: torch.device, dtype: torch.dtype,
                 strength: Mapping[str, float] | None = None) -> ConditionOutputs:
         """`inputs[name]` per condition (missing = dropped for every sample); `keep[name]` [B] bool.
 
@@ -113,13 +113,13 @@ class Conditioner(nn.Module):
             value = inputs.get(name)
             keep_name = keep.get(name) if value is not None else None
             if value is None:
-                value = self._empty_input(spec, encoder, batch, size, device, dtype)
+                value = self._empty_input(spec, encoder, batch, size, device=device, dtype=dtype)
             if keep_name is None:
                 keep_name = dropped_keep
             weight = float(strength.get(name, 1.0))
-            parts = self._encode(spec, encoder, value, keep_name if weight != 0 else dropped_keep, size)
+            parts = self._encode(spec, encoder, value, keep_name if weight != 0 else dropped_keep, size=size)
             if weight not in (0.0, 1.0):
-                dropped = self._encode(spec, encoder, value, dropped_keep, size)
+                dropped = self._encode(spec, encoder, value, dropped_keep, size=size)
                 for key in parts:
                     if key == "mask":
                         parts[key] = parts[key] | dropped[key]  # attend to what either side has

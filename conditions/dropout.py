@@ -15,7 +15,7 @@ import torch
 
 
 class JointDropout:
-    def __init__(self, names: Sequence[str], p_each: float = 0.5, p_drop_all: float = 0.1,
+    def __init__(self, names: Sequence[str], p_each: float = 0.5, p_drop_all: float = 0.1, *,
                  p_keep_all: float = 0.1, overrides: Mapping[str, float] | None = None):
         overrides = dict(overrides or {})
         for label, value in [("p_each", p_each), ("p_drop_all", p_drop_all), ("p_keep_all", p_keep_all),

@@ -35,7 +35,8 @@ def check_boxes(boxes: torch.Tensor, valid: torch.Tensor) -> None:
 
 
 class GroundingEncoder(nn.Module):
-    """`GroundingInput` -> grounding tokens `[B, N, token_dim]` and, with `local_width`, a layout map."""
+    """`GroundingInput` -> grounding tokens `[B, N, token_dim]` and, with `local_width`, a layout map
+    (each kept object's token painted over its box: docs/design.md#grounding-layout-map)."""
 
     def __init__(self, phrase_dim: int, token_dim: int, max_objects: int = 30, local_width: int = 0):
         super().__init__()

@@ -52,7 +52,7 @@ class BlipCaptioner(Extractor):
 
     name = "caption"
 
-    def __init__(self, model: torch.nn.Module, tokenizer, mean=BLIP_MEAN, std=BLIP_STD, max_new_tokens: int = 30):
+    def __init__(self, model: torch.nn.Module, tokenizer, mean=BLIP_MEAN, std=BLIP_STD, *, max_new_tokens: int = 30):
         super().__init__()
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -67,7 +67,7 @@ class BlipCaptioner(Extractor):
         model = load_pretrained(BlipForConditionalGeneration.from_pretrained, path_or_id, "BLIP captioner")
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path_or_id, "BLIP tokenizer")
         mean, std, _ = processor_statistics(path_or_id, BLIP_MEAN, BLIP_STD)
-        return cls(model, tokenizer, mean, std, max_new_tokens)
+        return cls(model, tokenizer, mean, std, max_new_tokens=max_new_tokens)
 
     def generate(self, images: torch.Tensor) -> list[str]:
         """Caption every image of the batch (greedy decoding, so deterministic)."""

@@ -64,7 +64,7 @@ class Decomposer(nn.Module):
     def names(self) -> list[str]:
         return list(self.extractors)
 
-    def forward(self, images: torch.Tensor, captions: list[str | None] | None = None,
+    def forward(self, images: torch.Tensor, captions: list[str | None] | None = None, *,
                 masks: torch.Tensor | None = None, annotations: Annotations | None = None,
                 generator: torch.Generator | None = None) -> Decomposition:
         check_images(images)

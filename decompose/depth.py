@@ -29,7 +29,7 @@ def normalize_per_image(depth: torch.Tensor) -> torch.Tensor:
 class TransformersDepth(Extractor):
     name = "depth"
 
-    def __init__(self, model: torch.nn.Module, input_size: int, mean, std, multiple: int = 14):
+    def __init__(self, model: torch.nn.Module, input_size: int, mean, std, *, multiple: int = 14):
         super().__init__()
         self.model = model.eval()
         self.input_size, self.multiple = input_size, multiple
@@ -46,7 +46,7 @@ class TransformersDepth(Extractor):
             input_size = size.get("height") or size.get("shortest_edge") or 384
         backbone = getattr(model.config, "backbone_config", None) or model.config
         multiple = getattr(backbone, "patch_size", 14) or 14
-        return cls(model, int(input_size), mean, std, int(multiple))
+        return cls(model, int(input_size), mean, std, multiple=int(multiple))
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
         height, width = images.shape[-2:]

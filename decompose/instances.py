@@ -71,8 +71,7 @@ def load_yolo(path: str | Path):
 
 
 def detections_to_instances(detections: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
-                            names: Sequence[Sequence[str]] | dict, height: int, width: int,
-                            max_objects: int) -> Instances:
+                            names: Sequence[str] | dict, height: int, width: int, *, max_objects: int) -> Instances:
     """Per-image detections -> `Instances` at `height x width`.
 
     Each item is `(boxes [n, 4] xyxy in pixels, scores [n], classes [n], masks [n, h, w])` with the
@@ -115,7 +114,7 @@ def results_to_instances(results: Sequence, height: int, width: int, max_objects
         else:
             empty = torch.zeros(0)
             detections.append((empty.view(0, 4), empty, empty, empty.view(0, height, width)))
-    return detections_to_instances(detections, names, height, width, max_objects)
+    return detections_to_instances(detections, names, height, width, max_objects=max_objects)
 
 
 class YoloInstances(Extractor):
@@ -164,7 +163,8 @@ class YoloInstances(Extractor):
             kept = masks.flatten(1).amax(1) > 0 if len(masks) else torch.zeros(0, dtype=torch.bool, device=masks.device)
             detected, masks = detected[kept], masks[kept]  # as ultralytics: detections without a mask are dropped
             detections.append((detected[:, :4], detected[:, 4], detected[:, 5], masks))
-        return detections_to_instances(detections, self.names, height, width, self.max_objects).to(images.device)
+        instances = detections_to_instances(detections, self.names, height, width, max_objects=self.max_objects)
+        return instances.to(images.device)
 
 
 class AnnotatedInstances(Extractor):

@@ -93,13 +93,14 @@ class RandomMasks:
         stroke_mask = torch.zeros_like(border_mask)
         chosen = (p["shape"] == SHAPES.index("strokes")).nonzero().flatten()
         if len(chosen):  # distances only for the images that use strokes
-            stroke_mask[chosen] = self._strokes(p, chosen, x, y, low_h / min(low_h, low_w), low_w / min(low_h, low_w))
+            stroke_mask[chosen] = self._strokes(p, chosen, x, y, aspect_h=low_h / min(low_h, low_w),
+                                                aspect_w=low_w / min(low_h, low_w))
 
         masks = torch.stack([box_mask, stroke_mask, border_mask], 1)  # [B, 3, h, w]
         picked = masks.gather(1, p["shape"].view(-1, 1, 1, 1).expand(-1, 1, low_h, low_w)).float()
         return F.interpolate(picked, size=(height, width), mode="nearest")
 
-    def _strokes(self, p: dict, chosen: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+    def _strokes(self, p: dict, chosen: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *,
                  aspect_h: float, aspect_w: float) -> torch.Tensor:
         """Thick polylines for the images in `chosen`: `[len(chosen), h, w]` bool."""
         vertices = p["strokes"][chosen]  # [C, 3, V, 2]
@@ -122,7 +123,7 @@ class RandomMasks:
             covered |= (distance2 <= width**2).any(1)
         return covered
 
-    def __call__(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
+    def __call__(self, batch: int, height: int, width: int, generator: torch.Generator | None = None, *,
                  device: torch.device | str = "cpu") -> torch.Tensor:
         return self.render(self.draw(batch, generator), height, width, device)
 
@@ -156,7 +157,7 @@ class MaskedImage(Extractor):
         if inputs.masks is not None:
             masks = check_masks(inputs.masks, images)
         else:
-            masks = self.random_masks(batch, height, width, inputs.generator, images.device).to(images.dtype)
+            masks = self.random_masks(batch, height, width, inputs.generator, device=images.device).to(images.dtype)
         out = images.new_empty((batch, 4, height, width))  # written in place: no concatenation copy
         torch.mul(images, 1 - masks, out=out[:, :3])
         out[:, 3:] = masks

@@ -36,7 +36,7 @@ def _check_thresholds(low: float, high: float) -> None:
         raise ValueError(f"edge thresholds must satisfy 0 <= low <= high, got low={low}, high={high}")
 
 
-def simplify(magnitude: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, low: int, high: int,
+def simplify(magnitude: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, *, low: int, high: int,
              hysteresis_steps: int, min_stroke: int) -> torch.Tensor:
     """Edge strength `magnitude [B, H, W]` (int16) + interior gradients -> strokes, float `[B, 1, H, W]`."""
     peaks = non_maximum_suppression(magnitude, gx, gy)  # [B, H - 2, W - 2] int16 -1 / 0
@@ -69,7 +69,8 @@ class ClassicalSketch(Extractor):
     def _sketch(self, images: torch.Tensor) -> torch.Tensor:
         gx, gy = sobel(gray_levels(images))
         magnitude = pad_interior(gx.abs() + gy.abs())  # [B, H, W] int16, L1 norm: no float pass
-        return simplify(magnitude, gx, gy, self.low, self.high, self.hysteresis_steps, self.min_stroke)
+        return simplify(magnitude, gx, gy, low=self.low, high=self.high, hysteresis_steps=self.hysteresis_steps,
+                        min_stroke=self.min_stroke)
 
 
 class LearnedSketch(Extractor):
@@ -81,7 +82,7 @@ class LearnedSketch(Extractor):
 
     name = "sketch"
 
-    def __init__(self, weights: str | Path | HED, low: float = 0.3, high: float = 0.6,
+    def __init__(self, weights: str | Path | HED, low: float = 0.3, high: float = 0.6, *,
                  hysteresis_steps: int = 8, min_stroke: int = 5):
         super().__init__()
         _check_thresholds(low, high)
@@ -100,4 +101,5 @@ class LearnedSketch(Extractor):
 
     def _simplify(self, images: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
         gx, gy = sobel(gray_levels(images))
-        return simplify(magnitude, gx, gy, self.low, self.high, self.hysteresis_steps, self.min_stroke)
+        return simplify(magnitude, gx, gy, low=self.low, high=self.high, hysteresis_steps=self.hysteresis_steps,
+                        min_stroke=self.min_stroke)

@@ -71,7 +71,8 @@ def test_an_evaluation_batch_and_a_training_step_run_in_float64(trained):
 
     model = pipe.model.train()
     batch = Collate(30)(samples).to(pipe.device, FLOAT64)
-    inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch, torch.Generator().manual_seed(0))
+    inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch,
+                          generator=torch.Generator().manual_seed(0))
     loss = model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1))
     assert loss.dtype == FLOAT64
     loss.backward()

@@ -52,7 +52,7 @@ def test_guided_step_equals_the_formula_on_two_separate_forwards(model):
 
     inputs, c2, c1 = _inputs(), _keep(["caption", "sketch", "color"]), _keep(["caption"])
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    ours = guided_sample(model, inputs, c2, c1, (16, 16), guidance=4.0, steps=1, latents=latents, decode=False)
+    ours = guided_sample(model, inputs, c2, c1, size=(16, 16), guidance=4.0, steps=1, latents=latents, decode=False)
     scheduler = DDIMScheduler.from_config(model.noise_scheduler.config)
     scheduler.set_timesteps(1)
     t = scheduler.timesteps[0]
@@ -67,8 +67,8 @@ def test_guided_step_equals_the_formula_on_two_separate_forwards(model):
 def test_c1_equal_to_c2_gives_eps_of_c2_for_any_weight(model):
     inputs, keep = _inputs(), _keep(["caption", "sketch"])
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    plain = guided_sample(model, inputs, keep, keep, (16, 16), guidance=1.0, steps=4, latents=latents)
-    weighted = guided_sample(model, inputs, keep, keep, (16, 16), guidance=7.5, steps=4, latents=latents)
+    plain = guided_sample(model, inputs, keep, keep, size=(16, 16), guidance=1.0, steps=4, latents=latents)
+    weighted = guided_sample(model, inputs, keep, keep, size=(16, 16), guidance=7.5, steps=4, latents=latents)
     assert torch.allclose(plain, weighted, atol=1e-5)
 
 
@@ -84,7 +84,7 @@ def test_strength_zero_equals_dropping_and_strength_changes_the_output(model):
             assert torch.equal(getattr(zero, field), getattr(dropped, field)), (name, field)
         assert torch.equal(zero.tokens, dropped.tokens), name
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    images = [guided_sample(model, inputs, with_sketch, without, (16, 16), 3.0, 4, latents=latents,
+    images = [guided_sample(model, inputs, with_sketch, without, size=(16, 16), steps=4, latents=latents,
                             strength={"sketch": s}) for s in (0.0, 0.5, 1.0)]
     assert not torch.allclose(images[0], images[1]) and not torch.allclose(images[1], images[2])
     with pytest.raises(ValueError, match="unknown conditions"):
@@ -97,7 +97,8 @@ def test_grounding_schedule_switches_boxes_off(model):
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
 
     def run(keep, fraction):
-        return guided_sample(model, inputs, keep, c1, (16, 16), 3.0, 5, latents=latents, grounding_fraction=fraction)
+        return guided_sample(model, inputs, keep, c1, size=(16, 16), steps=5, latents=latents,
+                             grounding_fraction=fraction)
 
     assert torch.allclose(run(with_boxes, 0.0), run(without_boxes, None), atol=1e-6)
     assert torch.allclose(run(with_boxes, 1.0), run(with_boxes, None), atol=1e-6)
@@ -172,7 +173,7 @@ def test_ddim_inversion_round_trips(model):
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(6)) * 0.5 + 0.25
     keep = _keep(["caption", "sketch"])
     noise = ddim_invert(model, images, _inputs(), keep, steps=10)
-    back = guided_sample(model, _inputs(), keep, _keep([]), (16, 16), guidance=1.0, steps=10, latents=noise)
+    back = guided_sample(model, _inputs(), keep, _keep([]), size=(16, 16), guidance=1.0, steps=10, latents=noise)
     assert (back - images).abs().mean() < 0.5 * (torch.rand_like(images) - images).abs().mean()
 
 
@@ -201,3 +202,11 @@ def test_raw_images_without_captions_never_condition_on_placeholder_text(model):
     with_captions = pipe.decompose(images, captions=["a red circle", "a blue star"])
     expected = text.encode(["a red circle", "a blue star"]).sentence
     assert torch.allclose(with_captions["caption"].sentence, expected)
+
+
+def test_the_step_callback_sees_every_step(model):
+    seen = []
+    guided_sample(model, _inputs(), _keep(["caption"]), _keep([]), size=(16, 16), steps=3,
+                  callback=lambda index, timestep, sample: seen.append((index, int(timestep), tuple(sample.shape))))
+    assert [index for index, _, _ in seen] == [0, 1, 2] and all(shape == (2, 3, 16, 16) for *_, shape in seen)
+    assert seen[0][1] > seen[1][1] > seen[2][1]  # from noise towards the image

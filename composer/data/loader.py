@@ -20,7 +20,7 @@ class EpochSampler(Sampler[int]):
     """This process's indices for one epoch: a permutation seeded by (seed, epoch), every
     `world_size`-th index from `rank`, after skipping the first `skip` of them."""
 
-    def __init__(self, length: int, rank: int = 0, world_size: int = 1, seed: int = 0, epoch: int = 0,
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1, seed: int = 0, *, epoch: int = 0,
                  shuffle: bool = True, skip: int = 0):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
@@ -42,7 +42,7 @@ class EpochSampler(Sampler[int]):
         return max(0, self.length // self.world_size - self.skip)
 
 
-def data_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = True,
+def data_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = True, *,
                 max_objects: int = 30, seed: int = 0, drop_last: bool = True, rank: int = 0, world_size: int = 1,
                 epoch: int = 0, skip_batches: int = 0) -> DataLoader | Iterator:
     """Batches of `Batch` (or `EmptyBatch` where every sample of a batch was bad: count and skip those).
@@ -59,7 +59,8 @@ def data_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate,
                             drop_last=drop_last)
         return itertools.islice(loader, skip_batches, None) if skip_batches else loader
-    sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch, shuffle, skip_batches * batch_size)
+    sampler = EpochSampler(len(dataset), rank, world_size, seed, epoch=epoch, shuffle=shuffle,
+                           skip=skip_batches * batch_size)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
         drop_last=drop_last,

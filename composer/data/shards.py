@@ -48,7 +48,7 @@ def _distributed_rank_and_size() -> tuple[int, int]:
 class ShardDataset(IterableDataset):
     """Streams `Sample`s (or `Skipped`) from WebDataset shards."""
 
-    def __init__(self, urls: str | Sequence[str], size: int = 64, random_crop: bool = True,
+    def __init__(self, urls: str | Sequence[str], size: int = 64, random_crop: bool = True, *,
                  shuffle_shards: bool = True, shuffle_buffer: int = 0, seed: int = 0,
                  rank: int | None = None, world_size: int | None = None):
         self.urls = expand_urls(urls)

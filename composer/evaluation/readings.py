@@ -67,7 +67,7 @@ class Reader:
     `SceneParser` (built-in scenes); elsewhere depth with a depth extractor (e.g.
     `decompose.TransformersDepth`) and objects with an instance extractor (`decompose.YoloInstances`)."""
 
-    def __init__(self, parser: SceneParser | None = None, depth: torch.nn.Module | None = None,
+    def __init__(self, parser: SceneParser | None = None, depth: torch.nn.Module | None = None, *,
                  color: ColorHistogram | None = None, sketch: torch.nn.Module | None = None,
                  instances: torch.nn.Module | None = None):
         self.parser, self.depth, self.instances = parser, depth, instances

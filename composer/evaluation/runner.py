@@ -128,7 +128,8 @@ class Evaluation:
                     continue
                 chunk.append(sample)
                 if len(chunk) == settings.batch or seen + len(chunk) == settings.n:
-                    self._evaluate_batch(self.collate(chunk), seen // settings.batch, collected, result, progress)
+                    self._evaluate_batch(self.collate(chunk), seen // settings.batch, collected=collected, result=result,
+                                         progress=progress)
                     seen += len(chunk)
                     progress.update(len(chunk))
                     chunk = []
@@ -143,21 +144,21 @@ class Evaluation:
         result.images = {key: torch.cat(value) for key, value in result.images.items()}
         return result
 
-    def _generate(self, inputs: dict, conditions: Sequence[str] | str, batch: int, size: tuple[int, int], index: int,
-                  **kwargs) -> torch.Tensor:
+    def _generate(self, inputs: dict, conditions: Sequence[str] | str, *, batch: int, size: tuple[int, int],
+                  index: int, **kwargs) -> torch.Tensor:
         settings = self.settings
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + index)  # the same noise for every run
         return self.pipe(inputs, conditions=conditions, guidance=settings.guidance, num_inference_steps=settings.steps,
                          grounding_fraction=settings.grounding_fraction, generator=generator, size=size,
                          batch_size=batch, output_type="pt", progress=False, **kwargs).images.cpu()
 
-    def _evaluate_batch(self, batch: Batch, index: int, collected: _Collected, result: EvaluationResult,
+    def _evaluate_batch(self, batch: Batch, index: int, *, collected: _Collected, result: EvaluationResult,
                         progress: tqdm) -> None:
         pipe, size, count = self.pipe, tuple(batch.images.shape[-2:]), len(batch)
         batch = batch.to(pipe.device, pipe.dtype)
         generator = torch.Generator().manual_seed(self.settings.seed * 7_919 + index)  # random masks of masked_image
         with torch.no_grad():
-            inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch, generator)
+            inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch, generator=generator)
         images = batch.images.float().cpu()
         reading = self.reader(images)
         objects = None
@@ -176,7 +177,7 @@ class Evaluation:
         for run in self.runs():
             progress.set_postfix(run=run)
             conditions = [] if run == UNCONDITIONAL else "all" if run == ALL else [run]
-            output = self._generate(inputs, conditions, count, size, index)
+            output = self._generate(inputs, conditions, batch=count, size=size, index=index)
             read = self.reader(output)
             for name, values in condition_fidelity(read, truth).items():
                 collected.runs[run][name].append(values)
@@ -195,7 +196,7 @@ class Evaluation:
             mixed = dict(inputs)
             mixed["color"] = inputs["color"].roll(1, 0)
             progress.set_postfix(run="recombination")
-            output = self._generate(mixed, ["sketch", "color"], count, size, index)
+            output = self._generate(mixed, ["sketch", "color"], batch=count, size=size, index=index)
             read, other_source = self.reader(output), reading.roll(1)
             collected.recombination["edge_f1_a"].append(edge_f1(read.sketch, reading.sketch))
             collected.recombination["edge_f1_b"].append(edge_f1(read.sketch, other_source.sketch))
@@ -207,7 +208,7 @@ class Evaluation:
         # Region editing with every condition: only the mask's inside may change.
         mask = edit_masks(objects, count, size)
         progress.set_postfix(run="edit")
-        output = self._generate(inputs, "all", count, size, index, edit_image=batch.images,
+        output = self._generate(inputs, "all", batch=count, size=size, index=index, edit_image=batch.images,
                                 edit_mask=mask.to(pipe.device))
         collected.editing["max_change_outside"].append(max_change_outside(output, images, mask))
         inside = ((output - images).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1)).clamp_min(1)

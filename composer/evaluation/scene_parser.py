@@ -97,7 +97,7 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return ((blurred - 0.5) * scale + 0.5 + shift + noise).clamp(0, 1)
 
 
-def train_scene_parser(size: int, steps: int = 400, batch: int = 32, scenes: int = 2048, seed: int = 0,
+def train_scene_parser(size: int, steps: int = 400, *, batch: int = 32, scenes: int = 2048, seed: int = 0,
                        progress: bool = True) -> SceneParser:
     """Train a parser on `scenes` training scenes at `size` px (deterministic for a given seed)."""
     torch.manual_seed(seed)
@@ -121,7 +121,7 @@ def train_scene_parser(size: int, steps: int = 400, batch: int = 32, scenes: int
     return parser.eval()
 
 
-def cached_scene_parser(size: int, cache: str | os.PathLike, steps: int = 400, scenes: int = 2048, seed: int = 0,
+def cached_scene_parser(size: int, cache: str | os.PathLike, steps: int = 400, *, scenes: int = 2048, seed: int = 0,
                         progress: bool = True) -> SceneParser:
     """The parser for `size` from `cache`, trained and saved there (safetensors) the first time."""
     settings = {"size": size, "steps": steps, "scenes": scenes, "seed": seed, "version": PARSER_VERSION}
