@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from composer.metrics import (
+from composer.evaluation.metrics import (
     correlation,
     edge_f1,
     histogram_intersection,

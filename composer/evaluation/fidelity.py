@@ -37,7 +37,7 @@ from decompose import Instances
 from decompose.edges import dilate
 
 from ..data.scenes import BACKGROUND_COLORS
-from ..metrics import (
+from .metrics import (
     correlation,
     edge_f1,
     histogram_intersection,

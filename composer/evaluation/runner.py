@@ -20,9 +20,9 @@ from decompose.render import instance_image, palette_swatch
 
 from ..data import Batch, Collate, Sample
 from ..inputs import batch_inputs
-from ..metrics import edge_f1, histogram_intersection, max_change_outside
 from ..pipeline import ComposerPipeline
 from .fidelity import Truth, bounding_box_masks, condition_fidelity, named_background
+from .metrics import edge_f1, histogram_intersection, max_change_outside
 from .readings import Objects, Reader
 
 UNCONDITIONAL, ALL = "unconditional", "all"
