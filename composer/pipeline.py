@@ -278,7 +278,7 @@ class ComposerPipeline(DiffusionPipeline):
 
         # Raw images of the edited image's size are read through the same windows.
         cropped = {id(edit_image): crops(edit_image)}
-        if isinstance(images, torch.Tensor) or isinstance(images, Mapping):
+        if images is not None:
             originals = {"": images} if isinstance(images, torch.Tensor) else dict(images)
             for batch in originals.values():
                 if batch.shape[-2:] == edit_image.shape[-2:] and id(batch) not in cropped:

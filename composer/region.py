@@ -61,17 +61,19 @@ def crop(images: torch.Tensor, window: Window, size: int, *, mask: bool = False)
     (`mask=True`) mark a model pixel to regenerate if any pixel under it is."""
     height, width = images.shape[-2:]
     left, right, top, bottom = _padding(window, height, width)
-    padded = F.pad(images[None].float(), (left, right, top, bottom), mode="replicate") if left + right + top + bottom \
-        else images[None].float()
+    padded = F.pad(images[None].float(), (left, right, top, bottom), mode="replicate")  # [1, C, H', W']
     y, x = window.top + top, window.left + left
-    square = padded[..., y: y + window.side, x: x + window.side]
+    square = padded[..., y: y + window.side, x: x + window.side]  # [1, C, side, side]
     if window.side == size:
-        return square[0].to(images.dtype)
-    if mask:
-        return F.adaptive_max_pool2d(square, size)[0].to(images.dtype) if window.side > size else \
-            F.interpolate(square, size=(size, size), mode="nearest")[0].to(images.dtype)
-    resized = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return resized[0].clamp(0, 1).to(images.dtype)
+        resized = square
+    elif mask and window.side > size:
+        resized = F.adaptive_max_pool2d(square, size)  # a model pixel regenerates if any pixel under it does
+    elif mask:
+        resized = F.interpolate(square, size=(size, size), mode="nearest")
+    else:
+        resized = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True,
+                                align_corners=False).clamp(0, 1)
+    return resized[0].to(images.dtype)
 
 
 def paste(original: torch.Tensor, generated: torch.Tensor, window: Window, mask: torch.Tensor) -> torch.Tensor:
