@@ -54,7 +54,7 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: boo
     for extractor in extractors:
         if isinstance(extractor, Intensity):
             extractor.randomize = False  # docs/design.md#intensity-at-sampling: one fixed gray, reproducible
-    conditioning = Conditioning.build(conditions, extractors)
+    conditioning = Conditioning.build(conditions, extractors, specs=pipe.model.conditioner.specs)
     pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder)
     pipe.sources = conditioning.sources
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")

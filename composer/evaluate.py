@@ -102,6 +102,8 @@ def run(cfg: DictConfig) -> Path:
     summary = summarize(result, record, quality or None)
     command = "python -m composer.evaluate " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     paths = write_report(summary, result.grid, out, command)
+    if summary["not_measured"]:
+        print(f"note: no metric measures {', '.join(summary['not_measured'])}; see the report", file=sys.stderr)
     goal = summary["goal"]
     print(f"every condition beats unconditional: {goal['every_single_condition_beats_unconditional']}; "
           f"recombination follows A's sketch and B's palette: {goal['recombination_follows_sketch_a_and_palette_b']}")

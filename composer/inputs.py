@@ -41,8 +41,7 @@ class PhraseEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        config = self.text.model.config
-        return config.hidden_size if self.text.pooling == "mean" else config.projection_dim
+        return self.text.dim
 
     def forward(self, phrases: Sequence[Sequence[str]], slots: int, device: torch.device,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -109,12 +108,15 @@ class Conditioning:
     phrase_encoder: PhraseEncoder | None
 
     @classmethod
-    def build(cls, conditions: Mapping[str, Mapping], extractors: Sequence[Extractor]) -> Conditioning:
-        """From `cfg.condition` (name -> settings) and its extractors, already built."""
-        sources = sources_from_config(conditions)
+    def build(cls, conditions: Mapping[str, Mapping], extractors: Sequence[Extractor], *,
+              specs: Mapping[str, ConditionSpec] | None = None) -> Conditioning:
+        """From `cfg.condition` (name -> settings) and its extractors, already built. `specs` (a
+        trained model's) replace the sizes the extractors give, for conditions left without one."""
         text = next((extractor for extractor in extractors if isinstance(extractor, TextEncoder)), None)
-        if text is None and any(source.spec.kind == "grounding" for source in sources):
+        if text is None and any(settings["kind"] == "grounding" for settings in conditions.values()):
             raise ValueError("the grounding condition needs a text encoder (the caption condition's) for its phrases")
+        sources = sources_from_config(conditions, extractors) if specs is None else [
+            ConditionSource(specs[name], settings.get("representation", name)) for name, settings in conditions.items()]
         return cls(sources, Decomposer([DatasetCaptions(), *extractors]), PhraseEncoder(text) if text else None)
 
     def inputs(self, batch, generator: torch.Generator | None = None) -> dict[str, object]:
@@ -122,11 +124,26 @@ class Conditioning:
         return batch_inputs(self.decomposer, self.sources, self.phrase_encoder, batch, generator=generator)
 
 
-def sources_from_config(conditions: Mapping[str, Mapping]) -> list[ConditionSource]:
-    """`cfg.condition` (name -> {kind, dim, channels, representation, ...}) -> sources."""
+def sources_from_config(conditions: Mapping[str, Mapping], extractors: Sequence[Extractor] = ()
+                        ) -> list[ConditionSource]:
+    """`cfg.condition` (name -> {kind, representation, extractor, ...}) -> sources.
+
+    A condition's sizes come from its extractor (`Extractor.condition_size`; grounding phrases
+    take the text encoder's size), so no YAML retypes them. A YAML may still state `dim` or
+    `channels` (a condition without an extractor must); a number that disagrees with the
+    extractor is an error.
+    """
+    by_representation = {extractor.name: extractor for extractor in extractors}
+    text = next((extractor for extractor in extractors if isinstance(extractor, TextEncoder)), None)
     sources = []
     for name, settings in conditions.items():
-        spec = ConditionSpec(name=name, kind=settings["kind"], dim=int(settings.get("dim", 0)),
-                             channels=int(settings.get("channels", 0)))
-        sources.append(ConditionSource(spec, settings.get("representation", name)))
+        kind, representation = settings["kind"], settings.get("representation", name)
+        extractor = text if kind == "grounding" else by_representation.get(representation)
+        measured = extractor.condition_size() if extractor is not None else {}
+        declared = {key: int(settings[key]) for key in ("dim", "channels") if settings.get(key) is not None}
+        for key, value in declared.items():
+            if key in measured and measured[key] != value:
+                raise ValueError(f"condition {name!r} declares {key}={value}, but its extractor "
+                                 f"{type(extractor).__name__} gives {measured[key]}: drop {key} from its YAML")
+        sources.append(ConditionSource(ConditionSpec(name=name, kind=kind, **{**declared, **measured}), representation))
     return sources

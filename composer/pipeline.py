@@ -313,8 +313,7 @@ class ComposerPipeline(DiffusionPipeline):
         region = None
         if known is not None:
             edit_image, mask = (tensor.to(self.device, self.dtype) for tensor in known)
-            if "masked_image" in self.condition_names:
-                all_inputs["masked_image"] = torch.cat([edit_image * (1 - mask), mask], 1)
+            all_inputs.update(self._mask_conditions(edit_image, mask))
             x0 = self.model.encode(edit_image)
             keep = 1 - torch.nn.functional.interpolate(mask, size=x0.shape[-2:], mode="area").ceil()
             noise = torch.randn(x0.shape, generator=generator).to(self.device, x0.dtype)
@@ -333,6 +332,13 @@ class ComposerPipeline(DiffusionPipeline):
         if known is not None:  # outside the mask, exactly the input
             images_out = mask * images_out + (1 - mask) * edit_image
         return images_out
+
+    def _mask_conditions(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, object]:
+        """The conditions whose extractor reads edit masks (`Extractor.uses_masks`, e.g. the masked
+        image), recomputed from the image being edited and its edit mask."""
+        extractors = dict(self.decomposer.extractors) if self.decomposer is not None else {}
+        return {source.spec.name: extractors[source.representation](images, masks=masks) for source in self.sources
+                if source.representation in extractors and extractors[source.representation].uses_masks}
 
     def decompose_captions(self, captions: Sequence[str]) -> dict[str, object]:
         from conditions import TextInput

@@ -1,7 +1,8 @@
 """`python -m composer.recombine checkpoint=DIR sketch=A.png color=B.png caption="..." out=OUT.png`
 
 Compositional generation (Composer, Huang et al. 2023, sec. 4.3): each condition may come from
-its own image. Writes one grid PNG: the source images, the representation taken from each, and
+its own image, named `CONDITION=image.png` for any condition of the model that comes from an
+image (a local or global one). Writes one grid PNG: the source images, the representation taken from each, and
 the result. A hydra app: `--multirun guidance=2,4 seed=0,1,2` sweeps and writes index.jsonl.
 """
 
@@ -12,28 +13,47 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw
 
 from decompose import load_image
-from decompose.render import palette_swatch, to_pil
+from decompose.render import to_pil
 
 from .checks import require
 from .cli import build_pipeline, check_sampling, output_file, record_output, run_or_exit
 from .layout import LayoutClient, load_layout
 
-IMAGE_CONDITIONS = ("sketch", "color", "depth", "intensity", "instances", "masked_image", "image_embedding")
+CONFIG = Path(__file__).resolve().parents[1] / "conf" / "recombine.yaml"
 
 
-def representation_picture(name: str, value, size: int) -> Image.Image:
-    """What a condition took from its image, as a picture."""
-    if name == "color":
-        return palette_swatch(value[0]).resize((size, size // 4))
-    if isinstance(value, torch.Tensor) and value.ndim == 4:
-        channels = value[0, :3] if value.shape[1] >= 3 else value[0, :1]
-        return to_pil(channels.float().cpu()).resize((size, size), Image.Resampling.NEAREST)
-    picture = Image.new("RGB", (size, size), "white")
-    ImageDraw.Draw(picture).text((4, size // 2), name, fill="black")
+def image_arguments(argv: list[str], settings: set[str]) -> list[str]:
+    """`KEY=image.png` for any KEY that is not one of recombine's settings names the image a
+    condition comes from: it becomes `+images.KEY=image.png`. The model's conditions are known only
+    once its folder is read, so recombine.yaml cannot list them."""
+    rewritten = []
+    for argument in argv:
+        key, equals, value = argument.partition("=")
+        if key.startswith("images."):
+            key = key[len("images."):]
+        if equals and key.isidentifier() and key not in settings:
+            argument = f"+images.{key}={value}"
+        rewritten.append(argument)
+    return rewritten
+
+
+def representation_picture(pipe, name: str, value, size: int) -> Image.Image:
+    """What a condition took from its image, as a picture: maps as images, anything else drawn
+    by its extractor (`Extractor.render`: the color histogram as a palette), else its name."""
+    picture = None
+    if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
+        picture = to_pil(value[0].float().cpu()).resize((size, size), Image.Resampling.NEAREST)
+    else:
+        source = next(source for source in pipe.sources if source.spec.name == name)
+        extractor = dict(pipe.decomposer.extractors).get(source.representation)
+        picture = extractor.render(value.float().cpu(), 0) if extractor is not None else None
+    if picture is None:
+        picture = Image.new("RGB", (size, size), "white")
+        ImageDraw.Draw(picture).text((4, size // 2), name, fill="black")
     return picture
 
 
@@ -59,7 +79,7 @@ def run(cfg: DictConfig) -> Path:
     check_sampling(cfg)
     require("batch", cfg.batch, minimum=1, integer=True)
     strength = dict(cfg.strength or {})
-    paths = {name: cfg[name] for name in IMAGE_CONDITIONS if cfg.get(name)}
+    paths = {name: str(path) for name, path in (cfg.images or {}).items() if path}
     out = output_file(cfg.out, inputs=[*paths.values(), cfg.layout], overwrite=cfg.overwrite,
                       default_name="recombined.png")
     pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights)
@@ -67,6 +87,10 @@ def run(cfg: DictConfig) -> Path:
     unknown = [name for name in [*paths, *strength] if name not in pipe.condition_names]
     if unknown:
         raise ValueError(f"this model has no condition {unknown}; it has {pipe.condition_names}")
+    from_images = [s.spec.name for s in pipe.sources if s.spec.kind in ("local", "global")]
+    textual = [name for name in paths if name not in from_images]
+    if textual:
+        raise ValueError(f"{textual} do not come from an image; conditions that do: {from_images}")
     generator = torch.Generator().manual_seed(cfg.seed)  # one generator: decomposition (random masks), then noise
     loaded: dict[str, torch.Tensor] = {}
     images = {}
@@ -85,7 +109,7 @@ def run(cfg: DictConfig) -> Path:
     conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \
         [s.spec.name for s in pipe.sources if s.spec.kind == "grounding" and layout]
     if not conditions:
-        raise ValueError("give at least one condition: an image for " + ", ".join(IMAGE_CONDITIONS) + ", a caption or a layout")
+        raise ValueError("give at least one condition: an image for " + ", ".join(from_images) + ", a caption or a layout")
     inputs = pipe.decompose(images, captions, layout=layout, generator=generator) if images else {}
     if not images:
         if captions:
@@ -95,8 +119,8 @@ def run(cfg: DictConfig) -> Path:
     result = pipe(inputs, conditions=conditions, negative=list(cfg.negative), guidance=cfg.guidance,
                   strength=strength, grounding_fraction=cfg.grounding_fraction, num_inference_steps=cfg.steps,
                   generator=generator, size=(size, size), batch_size=cfg.batch, progress=True)
-    columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()), representation_picture(name, inputs[name], size))
-               for name, path in paths.items() if name in inputs]
+    columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
+                representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]
     if caption:
         columns.append((f"caption: {caption[:40]}", Image.new("RGB", (size, size), "white"), None))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,5 +137,11 @@ def main(cfg: DictConfig) -> None:
     run_or_exit(run, cfg)
 
 
+def command_line(argv: list[str]) -> list[str]:
+    """The arguments hydra gets: `CONDITION=image.png` made `+images.CONDITION=image.png`."""
+    return image_arguments(argv, set(OmegaConf.load(CONFIG)))
+
+
 if __name__ == "__main__":
+    sys.argv[1:] = command_line(sys.argv[1:])
     main()

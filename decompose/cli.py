@@ -137,9 +137,9 @@ def run(args: argparse.Namespace) -> Path:
     parts = decomposer(images, captions=captions, masks=masks, generator=generator)
 
     for index, name in enumerate(names):
-        for representation, picture in representation_images(parts, index).items():
+        for representation, picture in representation_images(parts, index, decomposer).items():
             picture.save(out / f"{name}.{representation}.png")
-    contact_sheet(images, parts).save(out / "contact_sheet.png")
+    contact_sheet(images, parts, decomposer).save(out / "contact_sheet.png")
     parts.save(out / "decomposition.safetensors")
     return out
 

@@ -115,7 +115,7 @@ class ColorHistogram(Extractor):
         super().__init__()
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0 (Lab units), got {sigma}")
-        self.num_bins = hues * saturations * lightnesses
+        self.num_bins = self.dim = hues * saturations * lightnesses
         self.num_indices = self.num_bins + lightnesses  # bins + one achromatic index per lightness
         self.register_buffer("table", rgb_lookup_table(hues, saturations, lightnesses), persistent=False)
         # Spreading the achromatic indices and smoothing are both linear: one [n_indices, n_bins] matrix.
@@ -136,6 +136,12 @@ class ColorHistogram(Extractor):
         offsets = torch.arange(batch, device=images.device)[:, None] * self.num_indices
         counts = torch.bincount((bins + offsets).view(-1), minlength=batch * self.num_indices)
         return counts.view(batch, self.num_indices).to(self.kernel.dtype)
+
+    def render(self, value: torch.Tensor, index: int):
+        """The palette: the heaviest bins as stripes as wide as their weights."""
+        from .render import palette_swatch
+
+        return palette_swatch(value[index])
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
         smoothed = self.hard_counts(images) @ self.kernel  # [B, n_bins]

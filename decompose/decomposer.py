@@ -21,7 +21,8 @@ from .types import REPRESENTATIONS, Annotations, Decomposition, ExtractorInputs
 
 
 class Decomposer(nn.Module):
-    """Runs extractors in `REPRESENTATIONS` order; the caption runs first so the text encoder reads it.
+    """Runs extractors in `REPRESENTATIONS` order (the caption first, so the text encoder reads it),
+    then extractors of any other representation in the order given.
 
     >>> decomposer = Decomposer.offline()
     >>> parts = decomposer(images, captions=["a red circle", ...])
@@ -32,15 +33,18 @@ class Decomposer(nn.Module):
         super().__init__()
         by_name: dict[str, Extractor] = {}
         for extractor in extractors:
-            if extractor.name not in REPRESENTATIONS:
-                raise ValueError(f"extractor {type(extractor).__name__} produces unknown representation {extractor.name!r}")
+            if not extractor.name.isidentifier():
+                raise ValueError(f"extractor {type(extractor).__name__} must name its representation "
+                                 f"(an identifier), got {extractor.name!r}")
             if extractor.name in by_name:
                 raise ValueError(f"two extractors produce {extractor.name!r}: {type(by_name[extractor.name]).__name__} "
                                  f"and {type(extractor).__name__}")
             by_name[extractor.name] = extractor
         if not by_name:
             raise ValueError("a Decomposer needs at least one extractor")
+        # Composer's representations in their order, then any others as given.
         ordered = {name: by_name[name] for name in REPRESENTATIONS if name in by_name}
+        ordered.update((name, extractor) for name, extractor in by_name.items() if name not in ordered)
         self.extractors = nn.ModuleDict(ordered)
 
     @classmethod
@@ -77,4 +81,4 @@ class Decomposer(nn.Module):
                     inputs.captions = parts[name]
         if "caption" not in parts and captions is not None:
             parts["caption"] = list(captions)
-        return Decomposition(**parts)
+        return Decomposition(parts)

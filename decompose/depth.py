@@ -28,6 +28,7 @@ def normalize_per_image(depth: torch.Tensor) -> torch.Tensor:
 
 class TransformersDepth(Extractor):
     name = "depth"
+    channels = 1
 
     def __init__(self, model: torch.nn.Module, input_size: int, mean, std, *, multiple: int = 14):
         super().__init__()
@@ -64,6 +65,7 @@ class AnnotatedDepth(Extractor):
     """Passes `inputs.annotations.depth` through after checking it."""
 
     name = "depth"
+    channels = 1
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
         depth = inputs.annotations.depth if inputs.annotations is not None else None

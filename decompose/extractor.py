@@ -40,9 +40,29 @@ class Extractor(nn.Module):
     """
 
     name: str = ""
+    #: What the representation gives the model: a map of `channels` channels at image size, or a
+    #: vector of `dim` numbers (set by subclasses; a condition's sizes come from here, not its YAML).
+    channels: int = 0
+    dim: int = 0
+    #: Reads the user's edit masks (`inputs.masks`): recomputed from the edit mask when editing.
+    uses_masks: bool = False
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def condition_size(self) -> dict[str, int]:
+        """`{"channels": C}` for a map, `{"dim": D}` for a vector, `{}` for neither (captions)."""
+        if self.channels:
+            return {"channels": int(self.channels)}
+        return {"dim": int(self.dim)} if self.dim else {}
+
+    def render(self, value, index: int):
+        """A picture of image `index`'s representation (PIL), or None: maps show as images."""
+        from .render import to_pil
+
+        if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
+            return to_pil(value[index])
+        return None
 
     @property
     def device(self) -> torch.device:

@@ -29,6 +29,7 @@ class ClipImageEncoder(Extractor):
         super().__init__()
         self.model = model.eval()
         self.size = model.config.image_size
+        self.dim = model.config.projection_dim
         self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod

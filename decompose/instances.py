@@ -127,6 +127,7 @@ class YoloInstances(Extractor):
     """
 
     name = "instances"
+    channels = 1  # the model sees the instances as a label map (`Instances.label_map`)
 
     def __init__(self, weights, max_objects: int = 30, confidence: float = 0.25, iou: float = 0.7):
         super().__init__()
@@ -136,6 +137,9 @@ class YoloInstances(Extractor):
         self.network = getattr(yolo, "model", yolo).eval()  # the segmentation network: registered, moves with .to()
         self.names = {int(key): str(value) for key, value in self.network.names.items()}
         self.max_objects, self.confidence, self.iou = max_objects, confidence, iou
+
+    def render(self, value: Instances, index: int):
+        return render_instances(value, index)
 
     def train(self, mode: bool = True) -> YoloInstances:
         """A frozen perception model: the network stays in eval mode (its head decodes boxes only then)."""
@@ -167,14 +171,24 @@ class YoloInstances(Extractor):
         return instances.to(images.device)
 
 
+def render_instances(value: Instances, index: int):
+    from .render import instance_image
+
+    return instance_image(value.masks[index], value.valid[index])
+
+
 class AnnotatedInstances(Extractor):
     """Passes `inputs.annotations.instances` through after checking its shapes."""
 
     name = "instances"
+    channels = 1  # the model sees the instances as a label map (`Instances.label_map`)
 
     def __init__(self, max_objects: int = 30):
         super().__init__()
         self.max_objects = max_objects
+
+    def render(self, value: Instances, index: int):
+        return render_instances(value, index)
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> Instances:
         instances = inputs.annotations.instances if inputs.annotations is not None else None

@@ -147,10 +147,19 @@ class MaskedImage(Extractor):
     """`images [B, 3, H, W]` -> `[B, 4, H, W]`; user masks from `inputs.masks`, else random ones."""
 
     name = "masked_image"
+    channels = 4  # RGB with the region blanked, and the mask
+    uses_masks = True
 
     def __init__(self, random_masks: RandomMasks | None = None):
         super().__init__()
         self.random_masks = random_masks or RandomMasks()
+
+    def render(self, value: torch.Tensor, index: int):
+        """The kept pixels, with the region to regenerate in gray."""
+        from .render import to_pil
+
+        masked = value[index]
+        return to_pil(masked[:3] + masked[3:4] * 0.5)
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:
         batch, _, height, width = images.shape

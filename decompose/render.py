@@ -54,26 +54,24 @@ def palette_swatch(histogram: torch.Tensor, width: int = 256, height: int = 48, 
     return swatch
 
 
-def representation_images(parts: Decomposition, index: int) -> dict[str, Image.Image]:
-    """Every picture-able representation of image `index`, keyed by name."""
+def representation_images(parts: Decomposition, index: int, decomposer=None) -> dict[str, Image.Image]:
+    """Every picture-able representation of image `index`, keyed by name. Each extractor of
+    `decomposer` draws its own (`Extractor.render`); without one, maps show as images."""
+    from .extractor import Extractor
+
+    extractors = dict(decomposer.extractors) if decomposer is not None else {}
     pictures: dict[str, Image.Image] = {}
-    for name in ("sketch", "depth", "intensity"):
-        value = getattr(parts, name)
-        if value is not None:
-            pictures[name] = to_pil(value[index])
-    if parts.masked_image is not None:
-        masked = parts.masked_image[index]
-        pictures["masked_image"] = to_pil(masked[:3] + masked[3:4] * torch.tensor([0.5, 0.5, 0.5], device=masked.device).view(3, 1, 1))
-    if parts.instances is not None:
-        pictures["instances"] = instance_image(parts.instances.masks[index], parts.instances.valid[index])
-    if parts.color is not None:
-        pictures["palette"] = palette_swatch(parts.color[index])
+    for name, value in parts.items():
+        extractor = extractors.get(name)
+        picture = extractor.render(value, index) if extractor is not None else Extractor.render(None, value, index)
+        if picture is not None:
+            pictures[name] = picture
     return pictures
 
 
-def contact_sheet(images: torch.Tensor, parts: Decomposition, tile: int = 192) -> Image.Image:
+def contact_sheet(images: torch.Tensor, parts: Decomposition, decomposer=None, tile: int = 192) -> Image.Image:
     """One row per image: the image, then each representation, with a caption strip beneath."""
-    rows = [representation_images(parts, index) for index in range(images.shape[0])]
+    rows = [representation_images(parts, index, decomposer) for index in range(images.shape[0])]
     columns = ["image", *rows[0].keys()]
     label_h, caption_h = 16, 30
     sheet = Image.new("RGB", (tile * len(columns), (tile + caption_h) * len(rows) + label_h), "white")
@@ -85,7 +83,7 @@ def contact_sheet(images: torch.Tensor, parts: Decomposition, tile: int = 192) -
         tiles = {"image": to_pil(images[row]), **pictures}
         for column, name in enumerate(columns):
             picture = tiles[name]
-            size = (tile, tile * picture.height // picture.width) if name == "palette" else (tile, tile)
+            size = (tile, tile * picture.height // picture.width)  # swatches keep their aspect ratio
             # Box filtering when shrinking keeps 1-pixel sketch strokes visible; nearest when enlarging.
             shrinking = picture.width > size[0]
             resample = Image.Resampling.BOX if shrinking else Image.Resampling.NEAREST

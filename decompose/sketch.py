@@ -55,6 +55,7 @@ class ClassicalSketch(Extractor):
     """
 
     name = "sketch"
+    channels = 1
 
     def __init__(self, low: float = 0.06, high: float = 0.15, hysteresis_steps: int = 8, min_stroke: int = 5):
         super().__init__()
@@ -81,6 +82,7 @@ class LearnedSketch(Extractor):
     """
 
     name = "sketch"
+    channels = 1
 
     def __init__(self, weights: str | Path | HED, low: float = 0.3, high: float = 0.6, *,
                  hysteresis_steps: int = 8, min_stroke: int = 5):

@@ -50,6 +50,8 @@ class TextEncoder(Extractor):
         self.pooling = pooling
         limit = getattr(model.config, "max_position_embeddings", max_length)
         self.max_length = min(max_length, limit)
+        # The sentence embedding's size: the projection (CLIP) or the hidden size (mean pooling).
+        self.dim = model.config.projection_dim if pooling == "projection" else model.config.hidden_size
 
     @classmethod
     def clip(cls, path_or_id: str | os.PathLike, max_length: int = 77) -> TextEncoder:

@@ -1,20 +1,22 @@
 """Typed containers for what `decompose` produces.
 
-A `Decomposition` holds Composer's eight representations of a batch (Huang et al. 2023, sec. 3.1),
-each `None` when its extractor did not run. Keys, attribute names and the keys of a saved
+A `Decomposition` holds the representations of a batch by name: Composer's eight (Huang et al.
+2023, sec. 3.1) and any a new extractor adds. Keys, attribute names and the keys of a saved
 `decomposition.safetensors` are the same representation names.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-#: The order extractors run in: the caption comes first because the text embedding reads it.
+#: Composer's representations, in the order the Decomposer runs them (the caption first, because
+#: the text embedding reads it); extractors of other representations run after them.
 REPRESENTATIONS = (
     "caption",
     "text",
@@ -26,9 +28,6 @@ REPRESENTATIONS = (
     "intensity",
     "masked_image",
 )
-
-#: Representations that are `[B, C, H, W]` maps at image size.
-MAP_REPRESENTATIONS = ("sketch", "depth", "intensity", "masked_image")
 
 _FORMAT = "composer-decomposition/1"
 
@@ -81,48 +80,50 @@ class Instances:
         return painted / max(slots, 1)
 
 
-@dataclass
 class Decomposition:
-    """Composer's eight representations of one batch; absent ones are `None`."""
+    """The representations of one batch by name, in extraction order.
 
-    caption: list[str] | None = None
-    text: TextEmbedding | None = None
-    image_embedding: torch.Tensor | None = None  # [B, D], L2-normalised
-    color: torch.Tensor | None = None  # [B, 275], rows sum to 1 (see decompose.color)
-    sketch: torch.Tensor | None = None  # [B, 1, H, W] in {0, 1}, 1 on a stroke
-    instances: Instances | None = None
-    depth: torch.Tensor | None = None  # [B, 1, H, W] in [0, 1], 1 = near
-    intensity: torch.Tensor | None = None  # [B, 1, H, W] in [0, 1]
-    masked_image: torch.Tensor | None = None  # [B, 4, H, W]: RGB * (1 - mask), mask (1 = edit)
+    An open set: Composer's eight (`REPRESENTATIONS`) and any a new extractor adds under its own
+    `name`. `parts["sketch"]` raises when absent; `parts.sketch` is `None` when a built-in
+    representation is absent (and raises for an unknown name, so typos show).
+    """
+
+    def __init__(self, parts: Mapping[str, object] | None = None, **named: object):
+        self._parts = {name: value for name, value in {**dict(parts or {}), **named}.items() if value is not None}
 
     def names(self) -> list[str]:
-        """The representations present, in run order."""
-        return [name for name in REPRESENTATIONS if getattr(self, name) is not None]
+        """The representations present, in extraction order."""
+        return list(self._parts)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._parts:
+            return self._parts[name]
+        if name in REPRESENTATIONS:
+            return None
+        raise AttributeError(f"no representation {name!r}; present: {self.names()}")
 
     def __getitem__(self, name: str):
-        if name not in REPRESENTATIONS:
-            raise KeyError(f"unknown representation {name!r}; expected one of {REPRESENTATIONS}")
-        value = getattr(self, name)
-        if value is None:
+        if name not in self._parts:
             raise KeyError(f"representation {name!r} was not extracted; present: {self.names()}")
-        return value
+        return self._parts[name]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in REPRESENTATIONS and getattr(self, name) is not None
+        return name in self._parts
+
+    def items(self):
+        return self._parts.items()
 
     def to(self, device: torch.device | str) -> Decomposition:
-        moved = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            moved[item.name] = value.to(device) if hasattr(value, "to") else value
-        return Decomposition(**moved)
+        return Decomposition({name: value.to(device) if hasattr(value, "to") else value
+                              for name, value in self._parts.items()})
 
     # --- safetensors: tensors under their representation names, strings in the metadata ---
 
     def flat_tensors(self) -> dict[str, torch.Tensor]:
         tensors: dict[str, torch.Tensor] = {}
-        for name in self.names():
-            value = getattr(self, name)
+        for name, value in self._parts.items():
             if isinstance(value, torch.Tensor):
                 tensors[name] = value
             elif isinstance(value, (TextEmbedding, Instances)):
@@ -135,10 +136,11 @@ class Decomposition:
     def save(self, path: str | Path) -> None:
         """Write `path` (safetensors); captions and instance labels go into its metadata."""
         metadata = {"format": _FORMAT}
-        if self.caption is not None:
-            metadata["caption"] = json.dumps(self.caption)
-        if self.instances is not None:
-            metadata["instances.labels"] = json.dumps(self.instances.labels)
+        for name, value in self._parts.items():
+            if isinstance(value, list):
+                metadata[name] = json.dumps(value)
+            elif isinstance(value, Instances):
+                metadata[f"{name}.labels"] = json.dumps(value.labels)
         save_file(self.flat_tensors(), str(path), metadata=metadata)
 
     @classmethod
@@ -150,22 +152,19 @@ class Decomposition:
         if metadata.get("format") != _FORMAT:
             raise ValueError(f"{str(path)!r} is not a decomposition file (format {metadata.get('format')!r})")
         tensors = load_file(str(path))
-        values: dict[str, object] = {}
-        for name in ("image_embedding", "color", *MAP_REPRESENTATIONS):
-            values[name] = tensors.get(name)
-        if "caption" in metadata:
-            values["caption"] = json.loads(metadata["caption"])
-        if "text.sentence" in tensors:
-            values["text"] = TextEmbedding(tensors["text.sentence"], tensors["text.words"], tensors["text.mask"])
-        if "instances.masks" in tensors:
-            values["instances"] = Instances(
-                tensors["instances.masks"],
-                tensors["instances.boxes"],
-                tensors["instances.scores"],
-                tensors["instances.valid"],
-                json.loads(metadata.get("instances.labels", "[]")),
-            )
-        return cls(**values)
+        values: dict[str, object] = {name: json.loads(text) for name, text in metadata.items()
+                                     if name != "format" and "." not in name}
+        for key, tensor in tensors.items():
+            name, _, part = key.partition(".")
+            if not part:
+                values[name] = tensor
+            elif part == "sentence":
+                values[name] = TextEmbedding(tensor, tensors[f"{name}.words"], tensors[f"{name}.mask"])
+            elif part == "masks":
+                values[name] = Instances(tensor, tensors[f"{name}.boxes"], tensors[f"{name}.scores"],
+                                         tensors[f"{name}.valid"], json.loads(metadata.get(f"{name}.labels", "[]")))
+        order = [name for name in REPRESENTATIONS if name in values] + [n for n in values if n not in REPRESENTATIONS]
+        return cls({name: values[name] for name in order})
 
 
 @dataclass

@@ -203,7 +203,6 @@ def pretrained_run(tmp_path_factory, latent_unet, clip16, tiny_depth_dir, tiny_y
         "data.num_workers=0", f"condition.image_embedding.extractor.path_or_id={clip16}",
         f"condition.depth.extractor.path_or_id={tiny_depth_dir}",
         f"condition.instances.extractor.weights={tiny_yolo_file}", "+condition.instances.extractor.confidence=0.0",
-        "condition.caption.dim=16", "condition.grounding.dim=16", "condition.image_embedding.dim=16",
         "trainer.max_steps=2", "trainer.mixed_precision=no", "trainer.gradient_checkpointing=false",
         "trainer.warmup_steps=0", "trainer.checkpoint_every=2", "trainer.sample_every=2", "trainer.sample_count=2",
         "trainer.sample_steps=2",

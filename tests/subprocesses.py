@@ -28,6 +28,7 @@ def run_app(module: str, *overrides: str) -> subprocess.CompletedProcess:
     from hydra.core.hydra_config import HydraConfig
 
     app = importlib.import_module(module)
+    overrides = getattr(app, "command_line", list)(list(overrides))  # what its __main__ does to argv
     stdout, stderr, code = io.StringIO(), io.StringIO(), 0
     config_name = module.rsplit(".", 1)[-1]
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

@@ -27,14 +27,14 @@ def test_cli_writes_every_output(tmp_path):
     assert main([str(first), str(second), "--out", str(out), "--size", "48", "--caption", "a red box",
                  "--caption", "a blue box"]) == 0
     for stem in ("red_box", "blue_box"):
-        for name in ("sketch", "intensity", "masked_image", "palette"):
+        for name in ("sketch", "intensity", "masked_image", "color"):
             assert (out / f"{stem}.{name}.png").is_file(), name
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.width > sheet.height  # a row per image, a column per representation
     parts = Decomposition.load(out / "decomposition.safetensors")
     assert parts.caption == ["a red box", "a blue box"] and parts.color.shape == (2, 275)
     # The swatch shows the image's dominant colors: gray background and the box color.
-    swatch = np.asarray(Image.open(out / "red_box.palette.png"))
+    swatch = np.asarray(Image.open(out / "red_box.color.png"))
     assert (swatch[..., 0].astype(int) - swatch[..., 2] > 80).any()
 
 
@@ -123,5 +123,5 @@ def test_inputs_with_the_same_stem_keep_their_own_files(tmp_path):
     second = _scene(tmp_path / "b" / "x.jpg", (30, 30, 200))
     out = tmp_path / "out"
     assert main([str(first), str(second), "--out", str(out), "--size", "32"]) == 0
-    red, blue = np.asarray(Image.open(out / "x.palette.png")), np.asarray(Image.open(out / "x-2.palette.png"))
+    red, blue = np.asarray(Image.open(out / "x.color.png")), np.asarray(Image.open(out / "x-2.color.png"))
     assert (red[..., 0].astype(int) - red[..., 2] > 80).any() and (blue[..., 2].astype(int) - blue[..., 0] > 80).any()

@@ -17,8 +17,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import IterableDataset
 
-from composer.inputs import sources_from_config
+from composer.cli import instantiate_extractors
+from composer.inputs import Conditioning, sources_from_config
 from conditions import JointDropout
+from decompose import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -69,11 +71,12 @@ def test_every_condition_config_instantiates(option, tiny_clip_dir):
     conditions = OmegaConf.to_container(cfg.condition, resolve=True)
     (name, settings), = conditions.items()
     assert name == option  # the YAML's key is the batch key, module key and log tag
-    sources = sources_from_config(conditions)
-    assert sources[0].spec.name == option
+    extractors = [instantiate(settings["extractor"])] if settings.get("extractor") else [TextEncoder.minilm()]
     if settings.get("extractor"):
-        extractor = instantiate(settings["extractor"])
-        assert extractor.name == settings["representation"]
+        assert extractors[0].name == settings["representation"]
+    spec = sources_from_config(conditions, extractors)[0].spec
+    assert spec.name == option
+    assert spec.channels or spec.dim  # its size comes from the extractor (grounding: the text encoder's)
 
 
 @pytest.mark.parametrize("option", _options("model"))
@@ -82,7 +85,8 @@ def test_every_model_config_instantiates(option, latent_unet):
     if option == "pretrained_unet":
         overrides += [f"model.unet_path={latent_unet}", f"model.vae_path={latent_unet / 'vae'}"]
     cfg = _compose(overrides)
-    sources = sources_from_config(OmegaConf.to_container(cfg.condition, resolve=True))
+    conditions = OmegaConf.to_container(cfg.condition, resolve=True)
+    sources = Conditioning.build(conditions, instantiate_extractors(conditions)).sources
     model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in sources])
     assert model.conditioner.names == [s.spec.name for s in sources]
     if option == "pretrained_unet":

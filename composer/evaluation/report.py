@@ -51,7 +51,11 @@ def summarize(result: EvaluationResult, settings: dict, quality: dict | None = N
             "gap_vs_unconditional": gap(alone, unconditional, higher),
             "gap_vs_other_scene": gap(alone, result.other[condition][metric], higher),
         })
-    summary = {"settings": settings, "fidelity": fidelity}
+    measured = {row["condition"] for row in fidelity}
+    # Conditions the model has that no metric here reads back (a new condition, or a reader missing
+    # for this data): named, never silently left out.
+    not_measured = [name for name in result.runs if name not in (UNCONDITIONAL, ALL) and name not in measured]
+    summary = {"settings": settings, "fidelity": fidelity, "not_measured": not_measured}
     if result.recombination:
         r = result.recombination
         summary["recombination"] = {
@@ -111,6 +115,9 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
             f"| {row['condition']} | {name} {arrow} | {_cell(row['alone'])} | {_cell(row['all'])} | "
             f"{_cell(row['unconditional'])} | {_cell(row['other_scene'])} | {_cell(row['source'])} | "
             f"{gap_value['mean']:+.3f} ± {gap_value['sem']:.3f} | {'✓' if gap_value['clear'] else '✗'} |")
+    if summary.get("not_measured"):
+        lines += ["", "Not measured (no fidelity metric reads them back from an output): "
+                  + ", ".join(summary["not_measured"]) + "."]
     if "recombination" in summary:
         r = summary["recombination"]
         lines += [
