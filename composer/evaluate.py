@@ -43,6 +43,23 @@ def output_folder(cfg: DictConfig) -> Path:
     return (folder.parent if folder.name == "model" else folder) / "evaluation"
 
 
+CONDITION_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "condition"
+
+
+def condition_metrics(checkpoint: str, names: list[str]) -> dict[str, list[str]]:
+    """Each condition's `metrics:` (the measures that judge it) from the model's conditions.yaml; a
+    model saved before conditions listed them takes them from `conf/condition/<name>.yaml`."""
+    saved = OmegaConf.to_container(OmegaConf.load(model_folder(checkpoint) / "conditions.yaml"))
+    metrics = {}
+    for name in names:
+        settings = saved.get(name) or {}
+        shipped = CONDITION_CONFIGS / f"{name}.yaml"
+        if "metrics" not in settings and shipped.is_file():
+            settings = OmegaConf.to_container(OmegaConf.load(shipped)).get(name) or {}
+        metrics[name] = list(settings.get("metrics") or [])
+    return metrics
+
+
 def check_output_folder(out: Path, overwrite: bool) -> None:
     """Before the work: a folder holding an earlier report is never written over unless asked."""
     if out.exists() and not out.is_dir():
@@ -99,7 +116,7 @@ def run(cfg: DictConfig) -> Path:
     record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
     record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
                   reader="scene parser" if parser is not None else "extractors")
-    summary = summarize(result, record, quality or None)
+    summary = summarize(result, record, condition_metrics(cfg.checkpoint, pipe.condition_names), quality or None)
     command = "python -m composer.evaluate " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     paths = write_report(summary, result.grid, out, command)
     if summary["not_measured"]:

@@ -67,7 +67,7 @@ def test_an_evaluation_batch_and_a_training_step_run_in_float64(trained):
     samples = [SceneDataset(size=32, split="val")[index] for index in range(2)]
     settings = EvaluationSettings(n=2, batch=2, steps=1, grid_count=0)
     result = Evaluation(pipe, Reader(None, None), settings, max_objects=30)(samples)
-    assert result.runs["all"]["sketch/edge_f1"].shape == (2,)
+    assert result.runs["all"]["edge_f1"].shape == (2,)
 
     model = pipe.model.train()
     batch = Collate(30)(samples).to(pipe.device, FLOAT64)

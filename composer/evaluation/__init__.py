@@ -1,12 +1,12 @@
 """Evaluation: does the output follow the conditions? (`python -m composer.evaluate`)."""
 
-from .fidelity import METRICS, Truth, condition_fidelity
+from .fidelity import MEASURES, Truth, condition_fidelity
 from .readings import Objects, Reader, Reading
 from .report import summarize, write_report
 from .runner import Evaluation, EvaluationResult, EvaluationSettings
 from .scene_parser import SceneParser, cached_scene_parser, train_scene_parser
 
 __all__ = [
-    "METRICS", "Evaluation", "EvaluationResult", "EvaluationSettings", "Objects", "Reader", "Reading", "SceneParser",
+    "MEASURES", "Evaluation", "EvaluationResult", "EvaluationSettings", "Objects", "Reader", "Reading", "SceneParser",
     "Truth", "cached_scene_parser", "condition_fidelity", "summarize", "train_scene_parser", "write_report",
 ]

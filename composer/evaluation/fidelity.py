@@ -47,19 +47,20 @@ from .metrics import (
 )
 from .readings import Objects, Reading
 
-# metric -> (the condition it measures, whether higher is better)
-METRICS: dict[str, tuple[str, bool]] = {
-    "caption/objects_present": ("caption", True),
-    "caption/background_color": ("caption", True),
-    "color/histogram_intersection": ("color", True),
-    "sketch/edge_f1": ("sketch", True),
-    "sketch/ssim": ("sketch", True),
-    "instances/foreground_iou": ("instances", True),
-    "depth/si_error": ("depth", False),
-    "intensity/correlation": ("intensity", True),
-    "masked_image/kept_error": ("masked_image", False),
-    "grounding/objects_found": ("grounding", True),
-    "grounding/mask_iou": ("grounding", True),
+# measure -> whether higher is better. Each condition's YAML lists the measures that judge it
+# (`metrics:`); the report shows `condition/measure` rows for those.
+MEASURES: dict[str, bool] = {
+    "objects_present": True,  # the caption's objects have their color somewhere
+    "background_color": True,  # the background has the color the caption names
+    "histogram_intersection": True,  # palettes
+    "edge_f1": True,  # sketches, 1 px tolerance
+    "ssim": True,  # sketches
+    "foreground_iou": True,  # object pixels against the source's masks
+    "si_error": False,  # depth, scale-invariant
+    "correlation": True,  # gray images
+    "kept_error": False,  # error on the pixels an edit-mask condition showed
+    "objects_found": True,  # objects in their boxes with the right color
+    "mask_iou": True,  # those objects' IoU
 }
 FOUND_IOU = 0.5
 # The scenes' background depth runs 0 to 0.1; a larger eps keeps that ramp from dominating the
@@ -74,7 +75,7 @@ class Truth:
     reading: Reading
     depth: torch.Tensor | None = None  # [B, 1, H, W]: the dataset's, else the source's reading
     objects: Objects | None = None  # the dataset's objects (scenes)
-    kept: torch.Tensor | None = None  # [B, 1, H, W], 1 = pixels the masked_image condition showed
+    kept: torch.Tensor | None = None  # [B, 1, H, W], 1 = pixels an edit-mask condition showed
     background: torch.Tensor | None = None  # [B] index into BACKGROUND_COLORS named by the caption, -1 = none
 
 
@@ -124,10 +125,10 @@ def detection_fidelity(output: Instances, source: Instances) -> dict[str, torch.
     union_source = (source.masks & source.valid[..., None, None]).any(1, keepdim=True)
     union_output = (output.masks & output.valid[..., None, None]).any(1, keepdim=True)
     return {
-        "instances/foreground_iou": torch.where(has_objects, mask_iou(union_output, union_source)[:, 0], torch.nan),
-        "grounding/objects_found": per_image((iou >= FOUND_IOU).float()),
-        "grounding/mask_iou": per_image(iou),  # box IoU here: detections, not scene masks
-        "caption/objects_present": per_image(present),
+        "foreground_iou": torch.where(has_objects, mask_iou(union_output, union_source)[:, 0], torch.nan),
+        "objects_found": per_image((iou >= FOUND_IOU).float()),
+        "mask_iou": per_image(iou),  # box IoU here: detections, not scene masks
+        "objects_present": per_image(present),
     }
 
 
@@ -152,30 +153,30 @@ def background_color(images: torch.Tensor, classes: torch.Tensor) -> torch.Tenso
 
 
 def condition_fidelity(output: Reading, truth: Truth) -> dict[str, torch.Tensor]:
-    """`{metric: [B]}` for every metric this reading and truth allow (see METRICS)."""
+    """`{measure: [B]}` for every measure this reading and truth allow (see MEASURES)."""
     source = truth.reading
     values = {
-        "color/histogram_intersection": histogram_intersection(output.palette, source.palette),
-        "sketch/edge_f1": edge_f1(output.sketch, source.sketch),
-        "sketch/ssim": ssim(output.sketch, source.sketch),
-        "intensity/correlation": correlation(output.gray, source.gray),
+        "histogram_intersection": histogram_intersection(output.palette, source.palette),
+        "edge_f1": edge_f1(output.sketch, source.sketch),
+        "ssim": ssim(output.sketch, source.sketch),
+        "correlation": correlation(output.gray, source.gray),
     }
     if output.depth is not None and truth.depth is not None:
-        values["depth/si_error"] = scale_invariant_error(output.depth, truth.depth, DEPTH_EPS)
+        values["si_error"] = scale_invariant_error(output.depth, truth.depth, DEPTH_EPS)
     if truth.kept is not None:
         kept = truth.kept.expand_as(output.images)
         error = ((output.images - source.images).abs() * kept).flatten(1).sum(1)
-        values["masked_image/kept_error"] = error / kept.flatten(1).sum(1).clamp_min(1)
+        values["kept_error"] = error / kept.flatten(1).sum(1).clamp_min(1)
     if output.classes is not None and truth.objects is not None:
         objects, valid = truth.objects, truth.objects.valid
         union = (objects.masks & valid[..., None, None]).any(1, keepdim=True)
-        values["instances/foreground_iou"] = mask_iou((output.classes > 0).unsqueeze(1), union)[:, 0]
+        values["foreground_iou"] = mask_iou((output.classes > 0).unsqueeze(1), union)[:, 0]
         iou = found_in_box(output.classes, objects)
-        values["grounding/objects_found"] = _object_mean((iou >= FOUND_IOU).float(), valid)
-        values["grounding/mask_iou"] = _object_mean(iou, valid)
-        values["caption/objects_present"] = _object_mean(objects_present(output.classes, objects).float(), valid)
+        values["objects_found"] = _object_mean((iou >= FOUND_IOU).float(), valid)
+        values["mask_iou"] = _object_mean(iou, valid)
+        values["objects_present"] = _object_mean(objects_present(output.classes, objects).float(), valid)
     if output.instances is not None and source.instances is not None and truth.objects is None:
         values.update(detection_fidelity(output.instances, source.instances))
     if output.classes is not None and truth.background is not None and (truth.background >= 0).all():
-        values["caption/background_color"] = (background_color(output.images, output.classes) == truth.background).float()
+        values["background_color"] = (background_color(output.images, output.classes) == truth.background).float()
     return values

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
 from ..grids import grid_image
-from .fidelity import METRICS
+from .fidelity import MEASURES
 from .runner import ALL, UNCONDITIONAL, EvaluationResult
 
 # A gap is "clear" when the paired mean difference exceeds this many standard errors (p < 0.003
@@ -34,15 +35,23 @@ def gap(better: torch.Tensor, baseline: torch.Tensor, higher_is_better: bool) ->
     return summary
 
 
-def summarize(result: EvaluationResult, settings: dict, quality: dict | None = None) -> dict:
-    """Everything the report shows, JSON-ready."""
+def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Sequence[str]],
+              quality: dict | None = None) -> dict:
+    """Everything the report shows, JSON-ready. `metrics[condition]` lists the measures that judge
+    it (its YAML's `metrics:`); one row per condition and measure the readers could take."""
     fidelity = []
-    for metric, (condition, higher) in METRICS.items():
+    for condition, measures in metrics.items():
+        for measure in measures:
+            if measure not in MEASURES:
+                raise ValueError(f"condition {condition!r} names an unknown metric {measure!r}; known: {sorted(MEASURES)}")
+    rows = [(condition, measure) for condition, measures in metrics.items() for measure in measures]
+    for condition, metric in rows:
         if condition not in result.runs or metric not in result.runs[condition]:
             continue  # the model lacks the condition, or the data/readers cannot measure it
+        higher = MEASURES[metric]
         alone, unconditional = result.runs[condition][metric], result.runs[UNCONDITIONAL][metric]
         fidelity.append({
-            "metric": metric, "condition": condition, "higher_is_better": higher,
+            "metric": f"{condition}/{metric}", "condition": condition, "higher_is_better": higher,
             "alone": mean_sem(alone),
             "all": mean_sem(result.runs[ALL][metric]),
             "unconditional": mean_sem(unconditional),

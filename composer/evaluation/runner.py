@@ -114,6 +114,16 @@ class Evaluation:
         self.names = pipe.condition_names
         pipe.use_scheduler(settings.scheduler)
 
+    def _kept(self, inputs: dict) -> torch.Tensor | None:
+        """`[B, 1, H, W]`, 1 = the pixels a condition that reads edit masks (`Extractor.uses_masks`:
+        the masked image) showed the model; its mask is its last channel (1 = regenerate)."""
+        extractors = dict(self.pipe.decomposer.extractors)
+        for source in self.pipe.sources:
+            extractor = extractors.get(source.representation)
+            if extractor is not None and extractor.uses_masks and source.spec.name in inputs:
+                return 1 - inputs[source.spec.name][:, -1:].float().cpu()
+        return None
+
     def runs(self) -> list[str]:
         return [UNCONDITIONAL, ALL, *self.names]
 
@@ -164,7 +174,7 @@ class Evaluation:
         objects = None
         if batch.masks is not None:
             objects = Objects.from_scenes(batch.masks, batch.box_valid, batch.phrases)
-        kept = 1 - inputs["masked_image"][:, 3:].float().cpu() if "masked_image" in inputs else None
+        kept = self._kept(inputs)
         depth = batch.depth.float().cpu() if batch.depth is not None else reading.depth
         background = named_background(batch.captions) if objects is not None else None
         truth = Truth(reading, depth, objects, kept, background)
