@@ -34,7 +34,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
-from composer.checkpoint import (
+from composer.checks import require
+from composer.commands import instantiate_extractors, run_or_exit
+from composer.data import Batch, Collate, Sample, SkipTally, data_loader
+from composer.grids import grid_image, reconstructions
+from composer.inputs import Conditioning
+from composer.training.checkpoint import (
     RUN_OUTPUTS,
     find_checkpoint,
     last_good_checkpoint,
@@ -44,11 +49,6 @@ from composer.checkpoint import (
     save_checkpoint,
     truncate_metrics,
 )
-from composer.checks import require
-from composer.cli import instantiate_extractors, run_or_exit
-from composer.data import Batch, Collate, Sample, SkipTally, data_loader
-from composer.grids import grid_image, reconstructions
-from composer.inputs import Conditioning
 
 logger = logging.getLogger("composer.train")
 

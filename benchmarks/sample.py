@@ -30,10 +30,10 @@ def main() -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from composer.cli import instantiate_extractors
+    from composer.commands import instantiate_extractors
     from composer.data import Collate
+    from composer.inference.sampling import concat_outputs, guide, guided_sample
     from composer.inputs import Conditioning
-    from composer.sampling import concat_outputs, guide, guided_sample
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)

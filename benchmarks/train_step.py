@@ -45,7 +45,7 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from composer.cli import instantiate_extractors
+    from composer.commands import instantiate_extractors
     from composer.data import Collate
     from composer.inputs import Conditioning
 

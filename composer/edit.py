@@ -3,7 +3,7 @@
 Region-restricted editing (Composer, Huang et al. 2023, sec. 4.1): the white part of the mask is
 regenerated under the image's own conditions (and the caption); every pixel outside it is kept
 byte for byte. The output has the photo's own size: a window around the mask is generated at the
-model's size and pasted back inside the mask only (`composer.region`). A hydra app:
+model's size and pasted back inside the mask only (`composer.inference.region`). A hydra app:
 `--multirun guidance=1,3,5 seed=0,1` sweeps and writes index.jsonl.
 """
 
@@ -21,7 +21,7 @@ from decompose import load_image, load_mask
 from decompose.images import _pil_open
 
 from .checks import require
-from .cli import build_pipeline, check_sampling, output_file, record_output, run_or_exit
+from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
 
 
 def composite(image_path: str, generated: np.ndarray, mask: torch.Tensor) -> Image.Image:

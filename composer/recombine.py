@@ -20,8 +20,8 @@ from decompose import load_image
 from decompose.render import to_pil
 
 from .checks import require
-from .cli import build_pipeline, check_sampling, output_file, record_output, run_or_exit
-from .layout import LayoutClient, load_layout
+from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
+from .inference.layout import LayoutClient, load_layout
 
 CONFIG = Path(__file__).resolve().parents[1] / "conf" / "recombine.yaml"
 

@@ -28,9 +28,11 @@ def run_app(module: str, *overrides: str) -> subprocess.CompletedProcess:
     from hydra.core.hydra_config import HydraConfig
 
     app = importlib.import_module(module)
+    if hasattr(app, "__path__"):  # a package: its __main__ is the app (`python -m composer.evaluation`)
+        app = importlib.import_module(f"{module}.__main__")
     overrides = getattr(app, "command_line", list)(list(overrides))  # what its __main__ does to argv
     stdout, stderr, code = io.StringIO(), io.StringIO(), 0
-    config_name = module.rsplit(".", 1)[-1]
+    config_name = getattr(app, "CONFIG_NAME", module.rsplit(".", 1)[-1])
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -195,8 +195,8 @@ def test_damaged_model_weights_are_one_line_errors_naming_the_file(trained, file
     weights.write_bytes(weights.read_bytes()[:5000])
     for command, extra in (("composer.edit", [f"image={files / 'scene0.png'}", f"mask={files / 'mask.png'}"]),
                            ("composer.recombine", [f"sketch={files / 'scene0.png'}"]),
-                           ("composer.evaluate", ["n=2", "batch=2"])):
-        out = f"out={tmp_path / command}" + (".png" if command != "composer.evaluate" else "")
+                           ("composer.evaluation", ["n=2", "batch=2"])):
+        out = f"out={tmp_path / command}" + (".png" if command != "composer.evaluation" else "")
         result = run_app(command, f"checkpoint={copy}", *extra, out)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
         assert result.stderr.strip().splitlines()[-1] == (

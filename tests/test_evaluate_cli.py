@@ -1,4 +1,4 @@
-"""`python -m composer.evaluate` end to end on a model trained by `train.py experiment=smoke`."""
+"""`python -m composer.evaluation` end to end on a model trained by `train.py experiment=smoke`."""
 
 import json
 
@@ -8,7 +8,7 @@ from tests.subprocesses import run_app, run_python
 
 
 def _evaluate(*arguments: str):
-    return run_python("-m", "composer.evaluate", *arguments)
+    return run_python("-m", "composer.evaluation", *arguments)
 
 
 def test_evaluate_writes_the_report(trained, tmp_path):
@@ -46,11 +46,11 @@ def test_evaluate_never_overwrites_a_report_and_checks_numbers(trained, tmp_path
     out = tmp_path / "evaluation"
     out.mkdir()
     (out / "report.md").write_text("an earlier evaluation")
-    result = run_app("composer.evaluate", f"checkpoint={trained}", "n=4", "batch=2", f"out={out}")
+    result = run_app("composer.evaluation", f"checkpoint={trained}", "n=4", "batch=2", f"out={out}")
     assert result.returncode == 2 and "already holds an evaluation (report.md)" in result.stderr
     assert (out / "report.md").read_text() == "an earlier evaluation"
     for setting, message in (("guidance=nan", "guidance must be a finite number >= 0, got nan"),
                              ("steps=0", "steps must be a whole number >= 1, got 0"),
                              ("n=1", "n must be a whole number >= 2, got 1")):
-        result = run_app("composer.evaluate", f"checkpoint={trained}", setting, f"out={tmp_path / 'other'}")
+        result = run_app("composer.evaluation", f"checkpoint={trained}", setting, f"out={tmp_path / 'other'}")
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"error: {message}"

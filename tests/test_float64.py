@@ -5,11 +5,11 @@ step then run in float64 with no dtype error."""
 import pytest
 import torch
 
-from composer.cli import build_pipeline
+from composer.commands import build_pipeline
 from composer.data import Collate, SceneDataset
 from composer.evaluation import Evaluation, EvaluationSettings, Reader
+from composer.inference.layout import Layout, LayoutObject
 from composer.inputs import batch_inputs
-from composer.layout import Layout, LayoutObject
 
 FLOAT64 = torch.float64
 

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from composer.layout import LayoutClient, load_layout, parse_reply
+from composer.inference.layout import LayoutClient, load_layout, parse_reply
 
 GOOD = ("Objects: [('a red circle', [50, 100, 150, 150]), ('a blue star', [300, 80, 120, 120])]\n"
         "Background prompt: a gray background\nNegative prompt: blurry")

@@ -231,7 +231,7 @@ def test_a_checkpoint_saved_before_the_layout_map_loads_only_when_asked(tmp_path
     initialisation: old models sample as they did."""
     from safetensors.torch import load_file, save_file
 
-    from composer.pipeline import load_model
+    from composer.inference.pipeline import load_model
 
     specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("grounding", "grounding", dim=12)]
     model = _tiny_model(specs)
@@ -250,7 +250,7 @@ def test_a_checkpoint_saved_before_the_layout_map_loads_only_when_asked(tmp_path
 def test_damaged_or_mismatched_weights_name_the_file(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from composer.pipeline import load_model
+    from composer.inference.pipeline import load_model
 
     specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1)]
     _tiny_model(specs).save_pretrained(tmp_path)

@@ -81,7 +81,7 @@ def test_a_new_condition_recombines_from_an_image_and_the_evaluation_names_it(gr
     used = json.loads((tmp_path / "index.jsonl").read_text().splitlines()[-1])["conditions_used"]
     assert sorted(used) == ["gradient", "sketch"]
     report = tmp_path / "evaluation"
-    result = run_app("composer.evaluate", f"checkpoint={gradient_run}", "n=2", "batch=2", "steps=1", "grid_count=0",
+    result = run_app("composer.evaluation", f"checkpoint={gradient_run}", "n=2", "batch=2", "steps=1", "grid_count=0",
                      f"out={report}", "parser.steps=4", "parser.scenes=32", f"parser.cache={tmp_path / 'cache'}")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((report / "report.json").read_text())

@@ -1,10 +1,10 @@
-"""Region editing at the user's resolution (`composer.region` and the pipeline's editing path)."""
+"""Region editing at the user's resolution (`composer.inference.region` and the pipeline's editing path)."""
 
 import pytest
 import torch
 
-from composer.cli import build_pipeline
-from composer.region import Window, crop, mask_window, paste
+from composer.commands import build_pipeline
+from composer.inference.region import Window, crop, mask_window, paste
 
 
 def _mask(height: int, width: int, top: int, bottom: int, left: int, right: int) -> torch.Tensor:

@@ -6,10 +6,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.manipulation import ddim_invert, interpolate, slerp
+from composer.inference.manipulation import ddim_invert, interpolate, slerp
+from composer.inference.pipeline import SCHEDULERS, ComposerPipeline, load_model
+from composer.inference.sampling import guide, guided_sample
 from composer.model import ComposerModel, tiny_unet_config
-from composer.pipeline import SCHEDULERS, ComposerPipeline, load_model
-from composer.sampling import guide, guided_sample
 from conditions import ConditionSpec, GroundingInput, TextInput
 
 SPECS = [ConditionSpec("caption", "text", dim=384), ConditionSpec("sketch", "local", channels=1),

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import IterableDataset
 
-from composer.cli import instantiate_extractors
+from composer.commands import instantiate_extractors
 from composer.inputs import Conditioning, sources_from_config
 from conditions import JointDropout
 from decompose import TextEncoder

@@ -1,4 +1,4 @@
-"""Evaluation: does the output follow the conditions? (`python -m composer.evaluate`)."""
+"""Evaluation: does the output follow the conditions? (`python -m composer.evaluation`)."""
 
 from .fidelity import MEASURES, Truth, condition_fidelity
 from .readings import Objects, Reader, Reading

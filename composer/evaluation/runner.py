@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from decompose.render import instance_image, palette_swatch
 
 from ..data import Batch, Collate, Sample
+from ..inference.pipeline import ComposerPipeline
 from ..inputs import batch_inputs
-from ..pipeline import ComposerPipeline
 from .fidelity import Truth, bounding_box_masks, condition_fidelity, named_background
 from .metrics import edge_f1, histogram_intersection, max_change_outside
 from .readings import Objects, Reader
@@ -108,7 +108,7 @@ class Evaluation:
             raise ValueError(f"n={settings.n} with batch={settings.batch} leaves a last batch of one source, which has "
                              "no other scene to compare with: change n or batch")
         if pipe.decomposer is None:
-            raise ValueError("the pipeline has no decomposer: build it with composer.cli.build_pipeline")
+            raise ValueError("the pipeline has no decomposer: build it with composer.commands.build_pipeline")
         self.pipe, self.reader, self.settings = pipe, reader, settings
         self.collate = Collate(max_objects)
         self.names = pipe.condition_names

@@ -1,4 +1,4 @@
-"""`python -m composer.evaluate checkpoint=runs/default data=scenes n=64`
+"""`python -m composer.evaluation checkpoint=runs/default data=scenes n=64`
 
 Does the output follow the conditions? Generates from held-out sources under each condition
 alone, all together, none, a recombination and a region edit, and measures each output against
@@ -20,10 +20,11 @@ from torch.utils.data import IterableDataset
 
 from decompose import TransformersDepth, YoloInstances
 
-from .checks import require
-from .cli import build_pipeline, check_sampling, run_or_exit
-from .data import SceneDataset
-from .evaluation import (
+from ..checks import require
+from ..commands import build_pipeline, check_sampling, run_or_exit
+from ..data import SceneDataset
+from ..inference.pipeline import model_folder
+from . import (
     Evaluation,
     EvaluationSettings,
     Reader,
@@ -31,9 +32,8 @@ from .evaluation import (
     summarize,
     write_report,
 )
-from .evaluation.quality import ClipScore, inception_metrics
-from .evaluation.report import REPORT_FILES
-from .pipeline import model_folder
+from .quality import ClipScore, inception_metrics
+from .report import REPORT_FILES
 
 
 def output_folder(cfg: DictConfig) -> Path:
@@ -43,7 +43,8 @@ def output_folder(cfg: DictConfig) -> Path:
     return (folder.parent if folder.name == "model" else folder) / "evaluation"
 
 
-CONDITION_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "condition"
+CONFIG_NAME = "evaluate"  # conf/evaluate.yaml
+CONDITION_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "condition"
 
 
 def condition_metrics(checkpoint: str, names: list[str]) -> dict[str, list[str]]:
@@ -117,7 +118,7 @@ def run(cfg: DictConfig) -> Path:
     record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
                   reader="scene parser" if parser is not None else "extractors")
     summary = summarize(result, record, condition_metrics(cfg.checkpoint, pipe.condition_names), quality or None)
-    command = "python -m composer.evaluate " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
+    command = "python -m composer.evaluation " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     paths = write_report(summary, result.grid, out, command)
     if summary["not_measured"]:
         print(f"note: no metric measures {', '.join(summary['not_measured'])}; see the report", file=sys.stderr)
@@ -127,7 +128,7 @@ def run(cfg: DictConfig) -> Path:
     return paths["markdown"]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     run_or_exit(run, cfg)
 

@@ -23,8 +23,8 @@ from decompose import (
 )
 
 from .checks import require
+from .inference.pipeline import ComposerPipeline, model_folder
 from .inputs import Conditioning
-from .pipeline import ComposerPipeline, model_folder
 
 
 def instantiate_extractors(conditions: dict) -> list:

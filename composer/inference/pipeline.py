@@ -28,10 +28,10 @@ from PIL import Image
 from decompose import Decomposer, check_images
 from decompose.masked_image import check_masks
 
-from .checks import require
-from .inputs import ConditionSource, PhraseEncoder, condition_inputs
+from ..checks import require
+from ..inputs import ConditionSource, PhraseEncoder, condition_inputs
+from ..model import ComposerModel
 from .layout import Layout
-from .model import ComposerModel
 from .region import crop, mask_window, paste
 from .sampling import KnownRegion, guided_sample, keep_only
 
@@ -267,7 +267,7 @@ class ComposerPipeline(DiffusionPipeline):
     def _edit(self, inputs, images, captions, layout, *, edit_image: torch.Tensor, edit_mask: torch.Tensor,
               context: float, settings: dict) -> torch.Tensor:
         """Region editing at the image's own size: each image's window around its mask is generated
-        at the model's size, scaled back and pasted inside the mask (`composer.region`)."""
+        at the model's size, scaled back and pasted inside the mask (`composer.inference.region`)."""
         check_images(edit_image)
         mask = check_masks(edit_mask, edit_image)
         side = self.image_size
