@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from conditions import ConditionSpec, GroundingInput, TextInput
-from decompose import DatasetCaptions, Decomposer, Decomposition, Extractor, TextEncoder
+from decompose import DatasetCaptions, Decomposer, Decomposition, Extractor, Instances, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], *
         value = parts[source.representation]
         if kind == "text":
             inputs[name] = TextInput(_trainable(value.sentence), _trainable(value.words), _trainable(value.mask))
-        elif source.representation == "instances":
+        elif isinstance(value, Instances):  # instance masks enter the model as one label map
             inputs[name] = _trainable(value.label_map())
         else:
             inputs[name] = _trainable(value)

@@ -26,7 +26,8 @@ def test_evaluate_writes_the_report(trained, tmp_path):
             assert row["source"]["mean"] > 0.999  # a source read against itself
     assert report["editing"]["max_change_outside"] == 0.0
     assert report["editing"]["mean_change_inside"]["mean"] > 0  # the edit did change the box
-    assert {"edge_f1_a", "edge_f1_b", "palette_a", "palette_b"} <= set(report["recombination"])
+    assert {"a_vs_a", "a_vs_b", "b_vs_a", "b_vs_b"} <= set(report["recombination"])
+    assert report["recombination"]["a"]["condition"] == "sketch" and report["recombination"]["b"]["metric"] == "histogram_intersection"
     assert report["settings"]["n"] == 4 and report["settings"]["reader"] == "scene parser"
     markdown = (out / "report.md").read_text()
     assert "| color | histogram_intersection ↑ |" in markdown and "![samples](grid.png)" in markdown

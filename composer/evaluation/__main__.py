@@ -104,7 +104,9 @@ def run(cfg: DictConfig) -> Path:
     settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count)
-    evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects)
+    metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
+    evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects,
+                            metrics=metrics)
     result = evaluation(samples)
 
     quality = {}
@@ -117,14 +119,16 @@ def run(cfg: DictConfig) -> Path:
     record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
     record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
                   reader="scene parser" if parser is not None else "extractors")
-    summary = summarize(result, record, condition_metrics(cfg.checkpoint, pipe.condition_names), quality or None)
+    summary = summarize(result, record, metrics, quality or None)
     command = "python -m composer.evaluation " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     paths = write_report(summary, result.grid, out, command)
     if summary["not_measured"]:
         print(f"note: no metric measures {', '.join(summary['not_measured'])}; see the report", file=sys.stderr)
     goal = summary["goal"]
+    recombined = summary.get("recombination")
+    mixed = f"{recombined['a']['condition']} of A and {recombined['b']['condition']} of B" if recombined else "nothing"
     print(f"every condition beats unconditional: {goal['every_single_condition_beats_unconditional']}; "
-          f"recombination follows A's sketch and B's palette: {goal['recombination_follows_sketch_a_and_palette_b']}")
+          f"recombination follows the {mixed}: {goal['recombination_follows_a_and_b']}")
     return paths["markdown"]
 
 

@@ -66,13 +66,17 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
     not_measured = [name for name in result.runs if name not in (UNCONDITIONAL, ALL) and name not in measured]
     summary = {"settings": settings, "fidelity": fidelity, "not_measured": not_measured}
     if result.recombination:
-        r = result.recombination
+        r, ((local, local_metric), (global_, global_metric)) = result.recombination, result.recombined
+        # Differences oriented so that positive = follows A's local condition / B's global one.
+        a_sign, b_sign = (1 if MEASURES[local_metric] else -1), (1 if MEASURES[global_metric] else -1)
         summary["recombination"] = {
+            "a": {"condition": local, "metric": local_metric, "higher_is_better": MEASURES[local_metric]},
+            "b": {"condition": global_, "metric": global_metric, "higher_is_better": MEASURES[global_metric]},
             **{key: mean_sem(values) for key, values in r.items()},
-            "sketch_closer_to_a": (r["edge_f1_a"] > r["edge_f1_b"]).double().mean().item(),
-            "palette_closer_to_b": (r["palette_b"] > r["palette_a"]).double().mean().item(),
-            "follows_sketch_a": gap(r["edge_f1_a"], r["edge_f1_b"], True),
-            "follows_palette_b": gap(r["palette_b"], r["palette_a"], True),
+            "a_closer_to_a": (a_sign * (r["a_vs_a"] - r["a_vs_b"]) > 0).double().mean().item(),
+            "b_closer_to_b": (b_sign * (r["b_vs_b"] - r["b_vs_a"]) > 0).double().mean().item(),
+            "follows_a": gap(r["a_vs_a"], r["a_vs_b"], MEASURES[local_metric]),
+            "follows_b": gap(r["b_vs_b"], r["b_vs_a"], MEASURES[global_metric]),
         }
     if result.editing:
         summary["editing"] = {"max_change_outside": result.editing["max_change_outside"].max().item(),
@@ -83,8 +87,8 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
     summary["goal"] = {
         "every_single_condition_beats_unconditional": all(
             row["gap_vs_unconditional"]["clear"] for row in fidelity),
-        "recombination_follows_sketch_a_and_palette_b": bool(
-            recombination and recombination["follows_sketch_a"]["clear"] and recombination["follows_palette_b"]["clear"]),
+        "recombination_follows_a_and_b": bool(
+            recombination and recombination["follows_a"]["clear"] and recombination["follows_b"]["clear"]),
         "editing_exact_outside_mask": summary.get("editing", {}).get("max_change_outside") == 0.0,
     }
     return summary
@@ -129,15 +133,20 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
                   + ", ".join(summary["not_measured"]) + "."]
     if "recombination" in summary:
         r = summary["recombination"]
+        a, b = r["a"], r["b"]
+
+        def arrow(side: dict) -> str:
+            return "↑" if side["higher_is_better"] else "↓"
+
         lines += [
-            "", "## Recombination: sketch of A + color of B", "",
+            "", f"## Recombination: {a['condition']} of A + {b['condition']} of B", "",
             "| | vs A | vs B |", "|---|---|---|",
-            f"| edge F1 ↑ | {_cell(r['edge_f1_a'])} | {_cell(r['edge_f1_b'])} |",
-            f"| palette intersection ↑ | {_cell(r['palette_a'])} | {_cell(r['palette_b'])} |",
+            f"| {a['condition']} {a['metric']} {arrow(a)} | {_cell(r['a_vs_a'])} | {_cell(r['a_vs_b'])} |",
+            f"| {b['condition']} {b['metric']} {arrow(b)} | {_cell(r['b_vs_a'])} | {_cell(r['b_vs_b'])} |",
             "",
-            f"Edges closer to A's in {r['sketch_closer_to_a']:.0%} of pairs "
-            f"({'clear' if r['follows_sketch_a']['clear'] else 'not clear'}); palette closer to B's in "
-            f"{r['palette_closer_to_b']:.0%} ({'clear' if r['follows_palette_b']['clear'] else 'not clear'}).",
+            f"The {a['condition']} is closer to A's in {r['a_closer_to_a']:.0%} of pairs "
+            f"({'clear' if r['follows_a']['clear'] else 'not clear'}); the {b['condition']} closer to B's in "
+            f"{r['b_closer_to_b']:.0%} ({'clear' if r['follows_b']['clear'] else 'not clear'}).",
         ]
     if "editing" in summary:
         e = summary["editing"]

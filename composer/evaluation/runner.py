@@ -9,7 +9,7 @@ the gaps to the baselines are paired differences.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +22,7 @@ from ..data import Batch, Collate, Sample
 from ..inference.pipeline import ComposerPipeline
 from ..inputs import batch_inputs
 from .fidelity import Truth, bounding_box_masks, condition_fidelity, named_background
-from .metrics import edge_f1, histogram_intersection, max_change_outside
+from .metrics import max_change_outside
 from .readings import Objects, Reader
 
 UNCONDITIONAL, ALL = "unconditional", "all"
@@ -56,6 +56,7 @@ class EvaluationResult:
     grid: dict[str, torch.Tensor] = field(default_factory=dict)  # row label -> [G, 3, H, W]
     images: dict[str, torch.Tensor] = field(default_factory=dict)  # sources and "all" outputs, for FID/KID
     captions: list[str] = field(default_factory=list)
+    recombined: tuple | None = None  # ((local condition, measure), (global condition, measure)) mixed
 
 
 def edit_masks(objects: Objects | None, batch: int, size: tuple[int, int]) -> torch.Tensor:
@@ -89,6 +90,19 @@ def _stack(values: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {name: torch.cat(parts) for name, parts in values.items()}
 
 
+def recombination_pair(pipe: ComposerPipeline, metrics: Mapping[str, Sequence[str]]
+                       ) -> tuple[tuple[str, str], tuple[str, str]] | None:
+    """What the recombination mixes, each with the measure that judges it: the model's first local
+    condition that has a measure (taken from source A) and its first global one (from source B).
+    With the default conditions: the sketch (edge F1) of A and the color (histogram intersection) of B."""
+    def first(kind: str) -> tuple[str, str] | None:
+        return next(((s.spec.name, metrics[s.spec.name][0]) for s in pipe.sources
+                     if s.spec.kind == kind and metrics.get(s.spec.name)), None)
+
+    local, global_ = first("local"), first("global")
+    return (local, global_) if local and global_ else None
+
+
 class _Collected:
     """Per-batch values, appended as batches are evaluated: `{name: [tensor [B], ...]}` per kind."""
 
@@ -101,7 +115,8 @@ class _Collected:
 class Evaluation:
     """Runs the evaluation for one pipeline (with its decomposer, sources and phrase encoder)."""
 
-    def __init__(self, pipe: ComposerPipeline, reader: Reader, settings: EvaluationSettings, max_objects: int):
+    def __init__(self, pipe: ComposerPipeline, reader: Reader, settings: EvaluationSettings, max_objects: int, *,
+                 metrics: Mapping[str, Sequence[str]] | None = None):
         if settings.batch < 2:
             raise ValueError(f"batch must be >= 2 (the other-scene baseline pairs sources within a batch), got {settings.batch}")
         if settings.n % settings.batch == 1:
@@ -112,6 +127,7 @@ class Evaluation:
         self.pipe, self.reader, self.settings = pipe, reader, settings
         self.collate = Collate(max_objects)
         self.names = pipe.condition_names
+        self.recombination = recombination_pair(pipe, metrics or {})
         pipe.use_scheduler(settings.scheduler)
 
     def _kept(self, inputs: dict) -> torch.Tensor | None:
@@ -151,6 +167,7 @@ class Evaluation:
         result.other = {run: _stack(values) for run, values in collected.other.items()}
         result.source = _stack(collected.source)
         result.recombination, result.editing = _stack(collected.recombination), _stack(collected.editing)
+        result.recombined = self.recombination if result.recombination else None
         result.images = {key: torch.cat(value) for key, value in result.images.items()}
         return result
 
@@ -201,19 +218,25 @@ class Evaluation:
                 result.images.setdefault("outputs", []).append(output)
                 result.captions.extend(batch.captions)
 
-        if {"sketch", "color"} <= set(self.names):
-            # Sketch of A (this source) + palette of B (the previous source in the batch).
+        if self.recombination is not None:
+            # A local condition of A (this source) + a global one of B (the previous source in the batch).
+            (local, local_metric), (global_, global_metric) = self.recombination
             mixed = dict(inputs)
-            mixed["color"] = inputs["color"].roll(1, 0)
+            mixed[global_] = inputs[global_].roll(1, 0)
             progress.set_postfix(run="recombination")
-            output = self._generate(mixed, ["sketch", "color"], batch=count, size=size, index=index)
-            read, other_source = self.reader(output), reading.roll(1)
-            collected.recombination["edge_f1_a"].append(edge_f1(read.sketch, reading.sketch))
-            collected.recombination["edge_f1_b"].append(edge_f1(read.sketch, other_source.sketch))
-            collected.recombination["palette_a"].append(histogram_intersection(read.palette, reading.palette))
-            collected.recombination["palette_b"].append(histogram_intersection(read.palette, other_source.palette))
+            output = self._generate(mixed, [local, global_], batch=count, size=size, index=index)
+            read = self.reader(output)
+            # B's side is read against B's reading only: measures that need ground truth (objects,
+            # depth) are not taken for it.
+            against_a = condition_fidelity(read, truth)
+            against_b = condition_fidelity(read, Truth(reading.roll(1)))
+            if local_metric in against_b and global_metric in against_b:
+                collected.recombination["a_vs_a"].append(against_a[local_metric])
+                collected.recombination["a_vs_b"].append(against_b[local_metric])
+                collected.recombination["b_vs_a"].append(against_a[global_metric])
+                collected.recombination["b_vs_b"].append(against_b[global_metric])
             if shown:
-                result.grid["sketch A + color B"] = output[:shown]
+                result.grid[f"{local} A + {global_} B"] = output[:shown]
 
         # Region editing with every condition: only the mask's inside may change.
         mask = edit_masks(objects, count, size)
