@@ -26,7 +26,6 @@ from .masked_image import MaskedImage, RandomMasks
 from .sketch import ClassicalSketch, LearnedSketch
 from .text_embedding import TextEncoder
 from .types import (
-    REPRESENTATIONS,
     Annotations,
     Decomposition,
     ExtractorInputs,
@@ -35,7 +34,7 @@ from .types import (
 )
 
 __all__ = [
-    "REPRESENTATIONS", "INTENSITY_WEIGHTS", "HED", "Annotations", "AnnotatedDepth", "AnnotatedInstances",
+    "INTENSITY_WEIGHTS", "HED", "Annotations", "AnnotatedDepth", "AnnotatedInstances",
     "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
     "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
     "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "check_images",

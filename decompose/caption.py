@@ -36,6 +36,7 @@ class DatasetCaptions(Extractor):
     """Passes dataset text through; a missing caption is an error naming the image."""
 
     name = "caption"
+    order = 0  # before the text encoder, which reads the captions
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> list[str]:
         captions = _captions_or_none(images, inputs)
@@ -51,6 +52,7 @@ class BlipCaptioner(Extractor):
     """Captions missing text with BLIP; keeps the dataset's text where there is some."""
 
     name = "caption"
+    order = 0  # before the text encoder, which reads the captions
 
     def __init__(self, model: torch.nn.Module, tokenizer, mean=BLIP_MEAN, std=BLIP_STD, *, max_new_tokens: int = 30):
         super().__init__()

@@ -109,6 +109,7 @@ class ColorHistogram(Extractor):
     """`images [B, 3, H, W]` -> smoothed CIELab histogram `[B, 275]`, rows summing to 1."""
 
     name = "color"
+    order = 3
 
     def __init__(self, sigma: float = 10.0, hues: int = HUES, saturations: int = SATURATIONS,
                  lightnesses: int = LIGHTNESSES):

@@ -17,12 +17,12 @@ from .intensity import Intensity
 from .masked_image import MaskedImage
 from .sketch import ClassicalSketch
 from .text_embedding import TextEncoder
-from .types import REPRESENTATIONS, Annotations, Decomposition, ExtractorInputs
+from .types import Annotations, Decomposition, ExtractorInputs
 
 
 class Decomposer(nn.Module):
-    """Runs extractors in `REPRESENTATIONS` order (the caption first, so the text encoder reads it),
-    then extractors of any other representation in the order given.
+    """Runs extractors by their `order` (the caption first, so the text encoder reads it), ties in
+    the order given.
 
     >>> decomposer = Decomposer.offline()
     >>> parts = decomposer(images, captions=["a red circle", ...])
@@ -42,9 +42,7 @@ class Decomposer(nn.Module):
             by_name[extractor.name] = extractor
         if not by_name:
             raise ValueError("a Decomposer needs at least one extractor")
-        # Composer's representations in their order, then any others as given.
-        ordered = {name: by_name[name] for name in REPRESENTATIONS if name in by_name}
-        ordered.update((name, extractor) for name, extractor in by_name.items() if name not in ordered)
+        ordered = dict(sorted(by_name.items(), key=lambda item: item[1].order))  # stable: ties keep their order
         self.extractors = nn.ModuleDict(ordered)
 
     @classmethod

@@ -28,6 +28,7 @@ def normalize_per_image(depth: torch.Tensor) -> torch.Tensor:
 
 class TransformersDepth(Extractor):
     name = "depth"
+    order = 6
     channels = 1
 
     def __init__(self, model: torch.nn.Module, input_size: int, mean, std, *, multiple: int = 14):
@@ -65,6 +66,7 @@ class AnnotatedDepth(Extractor):
     """Passes `inputs.annotations.depth` through after checking it."""
 
     name = "depth"
+    order = 6
     channels = 1
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> torch.Tensor:

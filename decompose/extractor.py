@@ -40,6 +40,9 @@ class Extractor(nn.Module):
     """
 
     name: str = ""
+    #: Where the Decomposer runs it: lower first (captions, then their embedding, which reads them;
+    #: the built-ins keep Composer's order, so randomness is drawn in a fixed order); then the rest.
+    order: int = 100
     #: What the representation gives the model: a map of `channels` channels at image size, or a
     #: vector of `dim` numbers (set by subclasses; a condition's sizes come from here, not its YAML).
     channels: int = 0

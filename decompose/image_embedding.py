@@ -24,6 +24,7 @@ class ClipImageEncoder(Extractor):
     """`images [B, 3, H, W]` -> L2-normalised CLIP image embedding `[B, D]`."""
 
     name = "image_embedding"
+    order = 2
 
     def __init__(self, model: torch.nn.Module, mean=CLIP_MEAN, std=CLIP_STD):
         super().__init__()

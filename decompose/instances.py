@@ -127,6 +127,7 @@ class YoloInstances(Extractor):
     """
 
     name = "instances"
+    order = 5
     channels = 1  # the model sees the instances as a label map (`Instances.label_map`)
 
     def __init__(self, weights, max_objects: int = 30, confidence: float = 0.25, iou: float = 0.7):
@@ -181,6 +182,7 @@ class AnnotatedInstances(Extractor):
     """Passes `inputs.annotations.instances` through after checking its shapes."""
 
     name = "instances"
+    order = 5
     channels = 1  # the model sees the instances as a label map (`Instances.label_map`)
 
     def __init__(self, max_objects: int = 30):

@@ -32,6 +32,7 @@ class Intensity(Extractor):
     """`images [B, 3, H, W]` -> `[B, 1, H, W]` in [0, 1]; deterministic under `inputs.generator`."""
 
     name = "intensity"
+    order = 7
     channels = 1
 
     def __init__(self, weights: Sequence[Sequence[float]] = INTENSITY_WEIGHTS, randomize: bool = True):

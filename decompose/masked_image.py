@@ -147,6 +147,7 @@ class MaskedImage(Extractor):
     """`images [B, 3, H, W]` -> `[B, 4, H, W]`; user masks from `inputs.masks`, else random ones."""
 
     name = "masked_image"
+    order = 8
     channels = 4  # RGB with the region blanked, and the mask
     uses_masks = True
 

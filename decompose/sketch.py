@@ -55,6 +55,7 @@ class ClassicalSketch(Extractor):
     """
 
     name = "sketch"
+    order = 4
     channels = 1
 
     def __init__(self, low: float = 0.06, high: float = 0.15, hysteresis_steps: int = 8, min_stroke: int = 5):
@@ -82,6 +83,7 @@ class LearnedSketch(Extractor):
     """
 
     name = "sketch"
+    order = 4
     channels = 1
 
     def __init__(self, weights: str | Path | HED, low: float = 0.3, high: float = 0.6, *,

@@ -40,6 +40,7 @@ class TextEncoder(Extractor):
     """Captions (list of `B` strings) -> `TextEmbedding` (sentence `[B, D]`, words `[B, L, D]`)."""
 
     name = "text"
+    order = 1  # after the captions it embeds
 
     def __init__(self, model: torch.nn.Module, tokenizer, pooling: str, max_length: int = 77):
         super().__init__()

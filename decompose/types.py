@@ -15,20 +15,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-#: Composer's representations, in the order the Decomposer runs them (the caption first, because
-#: the text embedding reads it); extractors of other representations run after them.
-REPRESENTATIONS = (
-    "caption",
-    "text",
-    "image_embedding",
-    "color",
-    "sketch",
-    "instances",
-    "depth",
-    "intensity",
-    "masked_image",
-)
-
 _FORMAT = "composer-decomposition/1"
 
 
@@ -83,9 +69,8 @@ class Instances:
 class Decomposition:
     """The representations of one batch by name, in extraction order.
 
-    An open set: Composer's eight (`REPRESENTATIONS`) and any a new extractor adds under its own
-    `name`. `parts["sketch"]` raises when absent; `parts.sketch` is `None` when a built-in
-    representation is absent (and raises for an unknown name, so typos show).
+    An open set: Composer's eight and any a new extractor adds under its own `name`.
+    `parts["sketch"]` raises when absent; `parts.sketch` is `None` when absent.
     """
 
     def __init__(self, parts: Mapping[str, object] | None = None, **named: object):
@@ -98,11 +83,7 @@ class Decomposition:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in self._parts:
-            return self._parts[name]
-        if name in REPRESENTATIONS:
-            return None
-        raise AttributeError(f"no representation {name!r}; present: {self.names()}")
+        return self._parts.get(name)
 
     def __getitem__(self, name: str):
         if name not in self._parts:
@@ -135,7 +116,7 @@ class Decomposition:
 
     def save(self, path: str | Path) -> None:
         """Write `path` (safetensors); captions and instance labels go into its metadata."""
-        metadata = {"format": _FORMAT}
+        metadata = {"format": _FORMAT, "names": json.dumps(self.names())}  # safetensors sorts its keys
         for name, value in self._parts.items():
             if isinstance(value, list):
                 metadata[name] = json.dumps(value)
@@ -153,7 +134,7 @@ class Decomposition:
             raise ValueError(f"{str(path)!r} is not a decomposition file (format {metadata.get('format')!r})")
         tensors = load_file(str(path))
         values: dict[str, object] = {name: json.loads(text) for name, text in metadata.items()
-                                     if name != "format" and "." not in name}
+                                     if name not in ("format", "names") and "." not in name}
         for key, tensor in tensors.items():
             name, _, part = key.partition(".")
             if not part:
@@ -163,8 +144,8 @@ class Decomposition:
             elif part == "masks":
                 values[name] = Instances(tensor, tensors[f"{name}.boxes"], tensors[f"{name}.scores"],
                                          tensors[f"{name}.valid"], json.loads(metadata.get(f"{name}.labels", "[]")))
-        order = [name for name in REPRESENTATIONS if name in values] + [n for n in values if n not in REPRESENTATIONS]
-        return cls({name: values[name] for name in order})
+        order = json.loads(metadata.get("names", "[]"))
+        return cls({name: values[name] for name in [*order, *sorted(set(values) - set(order))] if name in values})
 
 
 @dataclass

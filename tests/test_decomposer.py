@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from decompose import (
-    REPRESENTATIONS,
     ClassicalSketch,
     ColorHistogram,
+    DatasetCaptions,
     Decomposer,
     Decomposition,
     Intensity,
@@ -73,6 +73,6 @@ def test_save_and_load_round_trip(tmp_path, offline):
                                           "intensity", "masked_image"}
 
 
-def test_all_representation_names_are_known():
-    assert len(REPRESENTATIONS) == 9  # caption strings + the eight representations (text = caption embedding)
-    assert MaskedImage.name in REPRESENTATIONS
+def test_extractors_run_in_their_order_whatever_order_they_are_given_in():
+    decomposer = Decomposer([MaskedImage(), Intensity(), TextEncoder.minilm(), ColorHistogram(), DatasetCaptions()])
+    assert decomposer.names == ["caption", "text", "color", "intensity", "masked_image"]
