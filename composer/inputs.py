@@ -145,5 +145,8 @@ def sources_from_config(conditions: Mapping[str, Mapping], extractors: Sequence[
             if key in measured and measured[key] != value:
                 raise ValueError(f"condition {name!r} declares {key}={value}, but its extractor "
                                  f"{type(extractor).__name__} gives {measured[key]}: drop {key} from its YAML")
+        if not declared and not measured:
+            raise ValueError(f"condition {name!r} has no size: no extractor of {representation!r} gives one "
+                             "(Extractor.channels or .dim) and its YAML declares no dim or channels")
         sources.append(ConditionSource(ConditionSpec(name=name, kind=kind, **{**declared, **measured}), representation))
     return sources

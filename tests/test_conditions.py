@@ -149,3 +149,16 @@ def test_the_layout_map_paints_each_kept_object_over_its_box():
     assert torch.equal(covered, expected)
     _, dropped = encoder(grounding, torch.tensor([False]), (8, 8))
     assert not dropped.any()
+
+
+def test_condition_sizes_come_from_the_extractor():
+    from composer.inputs import sources_from_config
+    from decompose import ColorHistogram, MaskedImage
+
+    conditions = {"color": {"kind": "global"}, "masked_image": {"kind": "local"}}
+    color, masked = (source.spec for source in sources_from_config(conditions, [ColorHistogram(), MaskedImage()]))
+    assert (color.dim, masked.channels) == (275, 4)
+    with pytest.raises(ValueError, match="declares dim=12, but its extractor ColorHistogram gives 275"):
+        sources_from_config({"color": {"kind": "global", "dim": 12}}, [ColorHistogram()])
+    with pytest.raises(ValueError, match="condition 'depth' has no size"):
+        sources_from_config({"depth": {"kind": "local"}}, [])
