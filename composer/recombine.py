@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw
 
 from decompose import load_image
-from decompose.render import to_pil
+from decompose.render import map_picture, to_pil
 
 from .checks import require
 from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
@@ -44,9 +44,9 @@ def image_arguments(argv: list[str], settings: set[str]) -> list[str]:
 def representation_picture(pipe, name: str, value, size: int) -> Image.Image:
     """What a condition took from its image, as a picture: maps as images, anything else drawn
     by its extractor (`Extractor.render`: the color histogram as a palette), else its name."""
-    picture = None
-    if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
-        picture = to_pil(value[0].float().cpu()).resize((size, size), Image.Resampling.NEAREST)
+    picture = map_picture(value.float().cpu(), 0) if isinstance(value, torch.Tensor) else None
+    if picture is not None:
+        picture = picture.resize((size, size), Image.Resampling.NEAREST)
     else:
         source = next(source for source in pipe.sources if source.spec.name == name)
         extractor = dict(pipe.decomposer.extractors).get(source.representation)

@@ -61,11 +61,9 @@ class Extractor(nn.Module):
 
     def render(self, value, index: int):
         """A picture of image `index`'s representation (PIL), or None: maps show as images."""
-        from .render import to_pil
+        from .render import map_picture
 
-        if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
-            return to_pil(value[index])
-        return None
+        return map_picture(value, index)
 
     @property
     def device(self) -> torch.device:

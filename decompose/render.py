@@ -54,16 +54,21 @@ def palette_swatch(histogram: torch.Tensor, width: int = 256, height: int = 48, 
     return swatch
 
 
+def map_picture(value, index: int) -> Image.Image | None:
+    """Image `index` of a `[B, C, H, W]` map with 1 or 3 channels, else None."""
+    if isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[1] in (1, 3):
+        return to_pil(value[index])
+    return None
+
+
 def representation_images(parts: Decomposition, index: int, decomposer=None) -> dict[str, Image.Image]:
     """Every picture-able representation of image `index`, keyed by name. Each extractor of
     `decomposer` draws its own (`Extractor.render`); without one, maps show as images."""
-    from .extractor import Extractor
-
     extractors = dict(decomposer.extractors) if decomposer is not None else {}
     pictures: dict[str, Image.Image] = {}
     for name, value in parts.items():
         extractor = extractors.get(name)
-        picture = extractor.render(value, index) if extractor is not None else Extractor.render(None, value, index)
+        picture = extractor.render(value, index) if extractor is not None else map_picture(value, index)
         if picture is not None:
             pictures[name] = picture
     return pictures
