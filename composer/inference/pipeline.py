@@ -305,9 +305,9 @@ class ComposerPipeline(DiffusionPipeline):
             reference = first if reference is None else reference
         elif captions is not None:
             all_inputs.update(self.decompose_captions(captions))
+        batch = batch_size or (reference.shape[0] if reference is not None else 1)
         if layout is not None:
-            count = batch_size or (reference.shape[0] if reference is not None else 1)
-            all_inputs.update(self.layout_inputs(layout, count))
+            all_inputs.update(self.layout_inputs(layout, batch))
 
         # 3. prepare latents (and, for editing, the region to keep)
         region = None
@@ -320,7 +320,6 @@ class ComposerPipeline(DiffusionPipeline):
             region = KnownRegion(x0, keep, noise)
         if size is None:
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
-        batch = batch_size or (reference.shape[0] if reference is not None else 1)
 
         # 4. denoise
         images_out = guided_sample(
