@@ -101,6 +101,7 @@ def check_config(cfg: DictConfig) -> None:
     require("trainer.grad_clip", trainer.grad_clip, minimum=0)
     require("trainer.ema_decay", trainer.ema_decay, minimum=0, maximum=1)
     require("trainer.guidance", trainer.guidance, minimum=0)
+    require("trainer.guidance_all", trainer.guidance_all, minimum=0)
     require("data.batch_size", data.batch_size, minimum=1, integer=True)
     require("data.num_workers", data.num_workers, minimum=0, integer=True)
     require("data.size", data.size, minimum=8, integer=True)
@@ -318,6 +319,7 @@ class GridSamples:
             raw.eval()
             shown, inputs = run.prepare_inputs(self.batch, torch.Generator().manual_seed(cfg.seed))
             rows = reconstructions(raw, inputs, shown.images, self.subsets, guidance=cfg.trainer.guidance,
+                                   guidance_all=cfg.trainer.guidance_all,
                                    steps=cfg.trainer.sample_steps, seed=cfg.seed)
             raw.train()
             run.ema.restore(run.trainable)

@@ -14,8 +14,9 @@ from .inference.sampling import guided_sample, keep_only
 
 @torch.no_grad()
 def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, subsets: Mapping[str, Sequence[str]], *,
-                    guidance: float, steps: int, seed: int) -> dict[str, torch.Tensor]:
-    """`{row label: images [B, 3, H, W]}`: the sources, then one row per condition subset."""
+                    guidance: float, steps: int, seed: int, guidance_all: float | None = None) -> dict[str, torch.Tensor]:
+    """`{row label: images [B, 3, H, W]}`: the sources, then one row per condition subset; the
+    subset "all" at `guidance_all` when given (docs/design.md#guidance-from-data)."""
     names = model.conditioner.names
     batch = images.shape[0]
     nothing = keep_only(names, [], batch, model.device)
@@ -23,7 +24,8 @@ def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, s
     for label, subset in subsets.items():
         generator = torch.Generator().manual_seed(seed)  # same noise in every row: rows differ by conditions only
         keep = keep_only(names, subset, batch, model.device)
-        rows[label] = guided_sample(model, inputs, keep, nothing, size=tuple(images.shape[-2:]), guidance=guidance,
+        rows[label] = guided_sample(model, inputs, keep, nothing, size=tuple(images.shape[-2:]),
+                                    guidance=guidance_all if subset == "all" and guidance_all is not None else guidance,
                                     steps=steps, generator=generator).cpu()
     return rows
 

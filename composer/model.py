@@ -24,11 +24,18 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import GatedSelfAttentionDense
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.training_utils import compute_snr
 from torch import nn
 
 from conditions import Conditioner, ConditionOutputs, ConditionSpec, JointDropout
 
+from .local_residuals import LocalResiduals, skip_shapes
+
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+# "input": Composer's concatenation with z_t only; "multiscale": also a residual on every skip
+# connection and the middle block (docs/design.md#multiscale-local).
+LOCAL_INJECTIONS = ("input", "multiscale")
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
 
 
 class ConcatConvIn(nn.Module):
@@ -93,10 +100,19 @@ class ComposerModel(ModelMixin, ConfigMixin):
         beta_schedule: str = "squaredcos_cap_v2",
         dropout: Mapping | None = None,
         train_base: bool = True,
+        local_injection: str = "input",
+        local_hidden: int = 16,
+        local_levels: int = 0,
+        loss_weighting: str = "uniform",
+        snr_gamma: float = 5.0,
     ):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
+        if local_injection not in LOCAL_INJECTIONS:
+            raise ValueError(f"local_injection must be one of {LOCAL_INJECTIONS}, got {local_injection!r}")
         specs = [spec if isinstance(spec, ConditionSpec) else ConditionSpec(**spec) for spec in conditions]
         if not specs:
             raise ValueError("a ComposerModel needs at least one condition")
@@ -109,6 +125,9 @@ class ComposerModel(ModelMixin, ConfigMixin):
         self.unet.class_embedding = nn.Identity()  # global conditions add to the timestep embedding
         self.unet.position_net = TokenPassthrough()
         self.zero_gated_attention()
+        self.local_residuals = None
+        if local_injection == "multiscale":
+            self.local_residuals = LocalResiduals(local_width, *skip_shapes(self.unet.config))
 
         self.vae = None
         downsample = 1
@@ -119,7 +138,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
         time_dim = self.unet.time_embedding.linear_2.out_features
         context_dim = self.unet.config.cross_attention_dim
         self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, local_downsample=downsample,
-                                       global_tokens=global_tokens, max_objects=max_objects)
+                                       global_tokens=global_tokens, max_objects=max_objects, local_hidden=local_hidden,
+                                       local_levels=local_levels)
         self.dropout = JointDropout([spec.name for spec in specs], **dict(dropout or {}))
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                              prediction_type=prediction_type)
@@ -177,7 +197,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
                     nn.init.zeros_(last.bias)
 
     def freeze_base(self) -> None:
-        """Only the new modules train: condition encoders, gated self-attention, conv_in's extra part."""
+        """Only the new modules train: condition encoders, gated self-attention, conv_in's extra part
+        (and the multiscale local residuals, which live outside the UNet)."""
         self.unet.requires_grad_(False)
         for module in self.unet.modules():
             if isinstance(module, GatedSelfAttentionDense):
@@ -238,10 +259,11 @@ class ComposerModel(ModelMixin, ConfigMixin):
         """The UNet's prediction (epsilon or v) for `noisy [B, C, h, w]` at `timesteps [B]`."""
         sample = torch.cat([noisy.to(self.unet.dtype), conditions.local], 1)
         kwargs = {"gligen": {"objs": conditions.tokens}} if conditions.tokens is not None else None
+        skips, middle = self.local_residuals(conditions.local) if self.local_residuals is not None else (None, None)
         return self.unet(
             sample, timesteps, encoder_hidden_states=conditions.context,
             class_labels=conditions.time, encoder_attention_mask=conditions.context_mask,
-            cross_attention_kwargs=kwargs,
+            cross_attention_kwargs=kwargs, down_block_additional_residuals=skips, mid_block_additional_residual=middle,
         ).sample
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -266,4 +288,15 @@ class ComposerModel(ModelMixin, ConfigMixin):
         conditions = self.condition(inputs, keep, batch, tuple(x0.shape[-2:]))
         prediction = self.denoise(noisy, timesteps, conditions)
         dtype = torch.promote_types(prediction.dtype, torch.float32)  # fp16/bf16 up to float32; float64 stays
-        return F.mse_loss(prediction.to(dtype), self.target(x0, noise, timesteps).to(dtype))
+        error = F.mse_loss(prediction.to(dtype), self.target(x0, noise, timesteps).to(dtype), reduction="none")
+        return (error.flatten(1).mean(1) * self.loss_weights(timesteps).to(dtype)).mean()
+
+    def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """`[B]` per-sample loss weights: 1, or Min-SNR-gamma (Hang et al. 2023): the x0-space weight
+        `min(SNR, gamma)`, i.e. `min(SNR, gamma) / SNR` on the epsilon loss and `/ (SNR + 1)` on the v
+        loss, which stresses the middle noise levels (docs/experiments.md for what it did here)."""
+        if self.config.loss_weighting == "uniform":
+            return torch.ones(timesteps.shape, device=timesteps.device)
+        snr = compute_snr(self.noise_scheduler, timesteps.cpu()).to(timesteps.device)
+        capped = snr.clamp_max(self.config.snr_gamma)
+        return capped / (snr + 1) if self.config.prediction_type == "v_prediction" else capped / snr

@@ -32,7 +32,8 @@ class Conditioner(nn.Module):
     """
 
     def __init__(self, specs: Sequence[ConditionSpec], time_dim: int, context_dim: int, local_width: int, *,
-                 local_downsample: int = 1, global_tokens: int = 8, max_objects: int = 30):
+                 local_downsample: int = 1, global_tokens: int = 8, max_objects: int = 30, local_hidden: int = 16,
+                 local_levels: int = 0):
         super().__init__()
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
@@ -47,7 +48,8 @@ class Conditioner(nn.Module):
             elif spec.kind == "global":
                 self.encoders[spec.name] = GlobalEncoder(spec.dim, time_dim, context_dim, global_tokens)
             elif spec.kind == "local":
-                self.encoders[spec.name] = LocalEncoder(spec.channels, local_width, local_downsample)
+                self.encoders[spec.name] = LocalEncoder(spec.channels, local_width, local_downsample, local_hidden,
+                                                           local_levels)
             else:
                 self.encoders[spec.name] = GroundingEncoder(spec.dim, context_dim, max_objects, local_width)
         # Without a caption the context is one learned token; with one, no such parameter exists

@@ -1,8 +1,9 @@
 """Joint condition dropout (Composer, Huang et al. 2023, sec. 3.2 "Joint training strategy").
 
 Per sample: with probability `p_drop_all` every condition is dropped, with probability
-`p_keep_all` every condition is kept (the two events are disjoint: one uniform draw decides
-between them), otherwise each condition is dropped independently with its own probability
+`p_keep_all` every condition is kept, with probability `p_keep_one` exactly one condition, drawn
+uniformly, is kept (not in Composer; 0 by default); the three events are disjoint: one uniform
+draw decides between them. Otherwise each condition is dropped independently with its own probability
 (`p_each`, or the override for that name, e.g. intensity 0.7, which carries so much of the
 image that it would otherwise crowd the others out).
 """
@@ -16,19 +17,20 @@ import torch
 
 class JointDropout:
     def __init__(self, names: Sequence[str], p_each: float = 0.5, p_drop_all: float = 0.1, *,
-                 p_keep_all: float = 0.1, overrides: Mapping[str, float] | None = None):
+                 p_keep_all: float = 0.1, p_keep_one: float = 0.0, overrides: Mapping[str, float] | None = None):
         overrides = dict(overrides or {})
         for label, value in [("p_each", p_each), ("p_drop_all", p_drop_all), ("p_keep_all", p_keep_all),
-                             *overrides.items()]:
+                             ("p_keep_one", p_keep_one), *overrides.items()]:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"dropout probability {label} must be in [0, 1], got {value}")
-        if p_drop_all + p_keep_all > 1.0:
-            raise ValueError(f"p_drop_all + p_keep_all must be <= 1, got {p_drop_all} + {p_keep_all}")
+        if p_drop_all + p_keep_all + p_keep_one > 1.0:
+            raise ValueError(f"p_drop_all + p_keep_all + p_keep_one must be <= 1, got {p_drop_all} + {p_keep_all} + "
+                             f"{p_keep_one}")
         unknown = set(overrides) - set(names)
         if unknown:
             raise ValueError(f"dropout overrides name unknown conditions {sorted(unknown)}; conditions are {list(names)}")
         self.names = list(names)
-        self.p_drop_all, self.p_keep_all = p_drop_all, p_keep_all
+        self.p_drop_all, self.p_keep_all, self.p_keep_one = p_drop_all, p_keep_all, p_keep_one
         self.p_drop = torch.tensor([overrides.get(name, p_each) for name in self.names])
 
     def __call__(self, batch: int, generator: torch.Generator | None = None,
@@ -37,6 +39,10 @@ class JointDropout:
         joint = torch.rand(batch, generator=generator)
         drop_all = joint < self.p_drop_all
         keep_all = (joint >= self.p_drop_all) & (joint < self.p_drop_all + self.p_keep_all)
+        keep_one = (joint >= self.p_drop_all + self.p_keep_all) & (joint < self.p_drop_all + self.p_keep_all + self.p_keep_one)
         independent = torch.rand(batch, len(self.names), generator=generator) >= self.p_drop  # [B, C]
-        keep = torch.where(drop_all[:, None], False, torch.where(keep_all[:, None], True, independent))
+        chosen = torch.randint(len(self.names), (batch,), generator=generator)
+        only = torch.arange(len(self.names))[None, :] == chosen[:, None]  # [B, C], one True per row
+        keep = torch.where(keep_one[:, None], only, independent)
+        keep = torch.where(drop_all[:, None], False, torch.where(keep_all[:, None], True, keep))
         return {name: keep[:, index].to(device) for index, name in enumerate(self.names)}

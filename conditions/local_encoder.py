@@ -17,9 +17,14 @@ from torch import nn
 
 
 class LocalEncoder(nn.Module):
-    """`map [B, channels, H, W]` -> `[B, width, H / downsample, W / downsample]`."""
+    """`map [B, channels, H, W]` -> `[B, width, H / downsample, W / downsample]`.
 
-    def __init__(self, channels: int, width: int, downsample: int = 1, hidden: int = 16):
+    `levels` > 0 adds a small U on top of the flat stack (stride-2 convs down `levels` times, then
+    nearest upsampling, each level added back), so the embedding of a pixel sees about
+    `2^(levels + 2)` pixels around it: whether it lies inside an outline, not only near one.
+    """
+
+    def __init__(self, channels: int, width: int, downsample: int = 1, hidden: int = 16, levels: int = 0):
         super().__init__()
         if downsample < 1 or downsample & (downsample - 1):
             raise ValueError(f"downsample must be a power of two, got {downsample}")
@@ -28,6 +33,8 @@ class LocalEncoder(nn.Module):
             layers += [nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.SiLU()]
         layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU()]
         self.body = nn.Sequential(*layers)
+        self.down = nn.ModuleList(nn.Sequential(nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.SiLU())
+                                  for _ in range(levels))
         self.out = nn.Conv2d(hidden, width, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -39,6 +46,13 @@ class LocalEncoder(nn.Module):
             # Maps at another resolution are resized to what the stack expects.
             target = (size[0] * self.downsample, size[1] * self.downsample)
             condition_map = F.interpolate(condition_map.float(), size=target, mode="bilinear", align_corners=False)
-        embedding = self.out(self.body(condition_map.to(self.out.weight.dtype)))  # [B, width, h, w]
+        features = [self.body(condition_map.to(self.out.weight.dtype))]  # [B, hidden, h / 2^i, w / 2^i]
+        for down in self.down:
+            features.append(down(features[-1]))
+        merged = features.pop()
+        while features:  # back up the U, adding each level's features
+            skip = features.pop()
+            merged = skip + F.interpolate(merged, size=skip.shape[-2:], mode="nearest")
+        embedding = self.out(merged)  # [B, width, h, w]
         keep = keep.view(-1, 1, 1, 1).to(embedding.dtype)
         return embedding * keep + self.null[None] * (1 - keep)

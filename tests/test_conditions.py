@@ -38,6 +38,30 @@ def test_dropout_frequencies_match_composer():
     assert _within(all_kept, 0.1 + 0.8 * 0.5**4 * 0.3, n)
 
 
+def _exactly_one(p_keep: list[float]) -> float:
+    """P(exactly one of independent events with these probabilities)."""
+    return sum(p * math.prod(1 - q for j, q in enumerate(p_keep) if j != i) for i, p in enumerate(p_keep))
+
+
+@pytest.mark.parametrize("p_keep_one", [0.0, 0.35])
+def test_how_often_exactly_one_condition_is_kept(p_keep_one):
+    """Composer's schedule keeps exactly one of 8 conditions rarely (the single-condition uses a
+    person tries first); `p_keep_one` adds that many samples, each condition equally often."""
+    names = ["caption", "color", "sketch", "instances", "depth", "intensity", "masked_image", "grounding"]
+    n = 40_000
+    dropout = JointDropout(names, p_keep_one=p_keep_one, overrides={"intensity": 0.7})
+    keep = torch.stack(list(dropout(n, torch.Generator().manual_seed(2)).values()), 1)  # [n, C]
+    single = keep.sum(1) == 1
+    independent = 1 - 0.1 - 0.1 - p_keep_one
+    expected = p_keep_one + independent * _exactly_one([0.3 if name == "intensity" else 0.5 for name in names])
+    assert _within(single.float().mean().item(), expected, n)
+    if p_keep_one:  # the chosen condition is uniform: sketch alone about p_keep_one / 8 of the time
+        sketch_alone = (single & keep[:, names.index("sketch")]).float().mean().item()
+        assert _within(sketch_alone, p_keep_one / 8 + independent * 0.5 ** 7 * 0.7, n)
+    with pytest.raises(ValueError, match="p_keep_one must be <= 1"):
+        JointDropout(names, p_drop_all=0.5, p_keep_all=0.3, p_keep_one=0.3)
+
+
 def test_drop_all_and_keep_all_are_disjoint():
     """With one condition, 'all dropped' and 'all kept' partition the samples: their rates must
     add to 1 only if the two joint events never coincide (they are drawn from one uniform)."""

@@ -14,7 +14,7 @@ def _evaluate(*arguments: str):
 def test_evaluate_writes_the_report(trained, tmp_path):
     out = tmp_path / "evaluation"
     result = _evaluate(f"checkpoint={trained}", "n=4", "batch=2", "steps=2", "grid_count=2", f"out={out}",
-                       "parser.steps=4", "parser.scenes=32", f"parser.cache={tmp_path / 'cache'}")
+                       "parser.steps=4", "parser.scenes=32", f"parser.cache={tmp_path / 'cache'}", "sweep=[1,3]")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     conditions = {row["condition"] for row in report["fidelity"]}
@@ -29,8 +29,23 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     assert {"a_vs_a", "a_vs_b", "b_vs_a", "b_vs_b"} <= set(report["recombination"])
     assert report["recombination"]["a"]["condition"] == "sketch" and report["recombination"]["b"]["metric"] == "histogram_intersection"
     assert report["settings"]["n"] == 4 and report["settings"]["reader"] == "scene parser"
+    assert set(report["all_conditions"]) == {"psnr", "histogram_intersection"}
+    assert report["all_conditions"]["psnr"]["source"]["mean"] == 100.0  # a source against itself
+    frechet = report["frechet"]
+    assert frechet["images_per_side"] == 2 and {"unconditional", "all", "caption"} <= set(frechet["runs"])
+    sweep = report["sweep"]  # guidance sweep on the first batch (2 sources)
+    assert sweep["guidance"] == [1.0, 3.0] and sweep["sources"] == 2
+    rows = {(row["run"], row["metric"]): row for row in sweep["rows"]}
+    assert {("all", "psnr"), ("sketch", "edge_f1"), ("sketch", "foreground_iou"), ("depth", "foreground_iou")} <= set(rows)
+    for row in rows.values():
+        means = [cell["mean"] for cell in row["values"]]
+        best = (max if row["higher_is_better"] else min)(means)
+        assert row["best_guidance"] == sweep["guidance"][means.index(best)]
     markdown = (out / "report.md").read_text()
     assert "| color | histogram_intersection ↑ |" in markdown and "![samples](grid.png)" in markdown
+    for section in ("## All conditions together", "## In-domain Fréchet distance", "## Guidance sweep"):
+        assert section in markdown
+    assert Image.open(out / "guidance.png").width > 300
     grid = Image.open(out / "grid.png")
     rows = 5 + 2 + 8 + 2  # sources and 4 readings; unconditional, all; 8 conditions; recombination, edit
     assert grid.height == rows * (96 + 2) and grid.width > 2 * 96

@@ -1,6 +1,7 @@
 """Evaluation pieces on hand-made cases: fidelity readings, object matching, gaps, the scene parser
 (trained, cached and loaded back), FID/KID through real Inception weights files and CLIP score."""
 
+import kornia
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from composer.evaluation.fidelity import (
     named_background,
     objects_present,
 )
+from composer.evaluation.quality import frechet_distance, in_domain_frechet
 from composer.evaluation.report import gap, mean_sem
 from composer.evaluation.scene_parser import COLOR_NAMES, SceneParser
 
@@ -63,6 +65,29 @@ def test_a_source_measured_against_itself_is_perfect_and_another_scene_is_not():
     assert (other["si_error"] > 0.01).all() and (other["kept_error"] > 0.01).all()
 
 
+def test_foreground_iou_tells_a_followed_shape_from_a_shifted_one_and_a_blob():
+    """The shape measure of sketch, depth and intensity alone: the output's object pixels (scene
+    parser classes) against the source's masks."""
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[0, 0, 8:24, 12:16] = True  # a tall bar: 64 pixels
+    red = 1 + COLOR_NAMES.index("red")
+    objects = Objects(mask, torch.ones(1, 1, dtype=torch.bool), torch.tensor([[red]]))
+    reading = Reader()(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    truth = Truth(reading, objects=objects)
+
+    def iou(classes: torch.Tensor) -> float:
+        reading.classes = classes
+        return condition_fidelity(reading, truth)["foreground_iou"].item()
+
+    shape = mask[:, 0].long() * red
+    assert iou(shape) == 1.0
+    assert iou(shape.roll(2, -1)) == pytest.approx(32 / 96)  # shifted by half its width: 2 of 4 columns overlap
+    blob = torch.zeros_like(shape)
+    blob[0, 12:20, 10:18] = red  # the same area, as a square at the same place
+    assert iou(blob) == pytest.approx(32 / 96)
+    assert iou(torch.zeros_like(shape)) == 0.0  # nothing drawn
+
+
 def test_an_object_is_found_only_in_its_box_with_its_color():
     masks = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
     masks[0, 0, 4:8, 4:8] = True
@@ -107,8 +132,15 @@ def test_gap_is_clear_only_for_a_consistent_improvement():
     assert gap(with_gaps, baseline, higher_is_better=True)["mean"] == pytest.approx(0.1)
 
 
-def test_scene_parser_learns_the_scenes_and_is_cached(tmp_path):
-    parser = cached_scene_parser(32, tmp_path, steps=60, scenes=128, progress=False)
+@pytest.fixture(scope="module")
+def brief_parser(tmp_path_factory):
+    """A scene parser trained briefly (60 steps), and the cache folder holding it."""
+    cache = tmp_path_factory.mktemp("parser-cache")
+    return cached_scene_parser(32, cache, steps=60, scenes=128, progress=False), cache
+
+
+def test_scene_parser_learns_the_scenes_and_is_cached(brief_parser):
+    parser, tmp_path = brief_parser
     folders = list(tmp_path.iterdir())
     assert len(folders) == 1 and (folders[0] / "diffusion_pytorch_model.safetensors").is_file()
     again = cached_scene_parser(32, tmp_path, steps=60, scenes=128, progress=False)  # loaded, not retrained
@@ -123,6 +155,23 @@ def test_scene_parser_learns_the_scenes_and_is_cached(tmp_path):
     recall = ((classes > 0) & foreground).sum() / foreground.sum()
     background = ((classes == 0) & ~foreground).sum() / (~foreground).sum()
     assert recall > 0.3 and background > 0.95, (recall, background)
+
+
+def test_in_domain_frechet_distance_has_the_real_floor_and_grows_with_the_difference(brief_parser):
+    parser, _ = brief_parser
+    images, _, _, _ = _scene_batch(32)
+    assert frechet_distance(images, images, parser.embed) == pytest.approx(0, abs=1e-3)
+    blurred = kornia.filters.gaussian_blur2d(images, (7, 7), (2.0, 2.0))
+    gray = images.mean(1, keepdim=True).expand_as(images)
+    runs = {"sources": images, "copy": images.clone(), "blurred": blurred, "gray": gray, "flat": torch.full_like(images, 0.5)}
+    frechet = in_domain_frechet(runs, parser.embed)
+    assert frechet["images_per_side"] == 16 and set(frechet["runs"]) == {"copy", "blurred", "gray", "flat"}
+    # Outputs identical to their sources are exactly as far from the other half as real scenes are.
+    assert frechet["runs"]["copy"] == pytest.approx(frechet["real_floor"], rel=1e-6)
+    assert frechet["real_floor"] < frechet["runs"]["blurred"] < frechet["runs"]["gray"], frechet
+    assert frechet["runs"]["gray"] < frechet["runs"]["flat"], frechet
+    with pytest.raises(ValueError, match="n >= 4"):
+        in_domain_frechet({"sources": images[:3], "x": images[:3]}, parser.embed)
 
 
 def test_fid_kid_from_an_inception_weights_file(tmp_path, monkeypatch):

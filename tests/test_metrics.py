@@ -9,6 +9,7 @@ from composer.evaluation.metrics import (
     histogram_intersection,
     mask_iou,
     max_change_outside,
+    psnr,
     scale_invariant_error,
     ssim,
 )
@@ -86,3 +87,11 @@ def test_max_change_outside_the_mask():
     assert max_change_outside(edited, source, mask).item() == 0.0
     edited[0, 1, 7, 7] += 0.25
     assert max_change_outside(edited, source, mask).item() == pytest.approx(0.25)
+
+
+def test_psnr_known_answers():
+    image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(psnr(image, image), torch.full((2,), 100.0))  # identical: the 1e-10 floor
+    assert psnr(torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.1)).item() == pytest.approx(20.0, abs=1e-4)
+    # A shifted copy is further than a slightly noisy one.
+    assert psnr(image.roll(2, -1), image).mean() < psnr((image + 0.01).clamp(0, 1), image).mean()

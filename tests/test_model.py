@@ -8,6 +8,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from omegaconf import OmegaConf
 
+from composer.local_residuals import skip_shapes
 from composer.model import ComposerModel, tiny_unet_config
 from conditions import ConditionSpec, GroundingInput, TextInput
 
@@ -214,11 +215,12 @@ def test_every_fresh_condition_can_learn(path, tiny_clip_dir):
         assert outputs and all(w.grad is not None and w.grad.abs().sum() > 0 for w in outputs)
 
 
-def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search():
+@pytest.mark.parametrize("injection", ["input", "multiscale"])
+def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search(injection):
     """DDP (find_unused_parameters=False) stalls on parameters the loss never touches."""
     specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1),
              ConditionSpec("color", "global", dim=5), ConditionSpec("grounding", "grounding", dim=6)]
-    model = _tiny_model(specs, dropout={"p_each": 0.5, "p_drop_all": 0.1, "p_keep_all": 0.1})
+    model = _tiny_model(specs, dropout={"p_each": 0.5, "p_drop_all": 0.1, "p_keep_all": 0.1}, local_injection=injection)
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
     model(images=torch.rand(4, 3, 16, 16), inputs=inputs, generator=torch.Generator().manual_seed(2)).backward()
@@ -267,3 +269,48 @@ def test_damaged_or_mismatched_weights_name_the_file(tmp_path):
     weights.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ValueError, match=rf"cannot load {weights}: the file is damaged or incomplete"):
         load_model(tmp_path)
+
+
+def test_skip_shapes_follow_the_unet_down_path():
+    config = tiny_unet_config(block_out_channels=(16, 32, 48), layers_per_block=2)
+    skips, middle = skip_shapes(config)
+    unet = UNet2DConditionModel(**config)
+    sample = torch.randn(1, 3, 32, 32)
+    hidden = unet.conv_in(sample)
+    down = [hidden]
+    embedding = unet.time_embedding(unet.time_proj(torch.tensor([1])))
+    for block in unet.down_blocks:  # the residuals diffusers keeps for the up path
+        if getattr(block, "has_cross_attention", False):
+            hidden, residuals = block(hidden, embedding, encoder_hidden_states=torch.randn(1, 2, 64))
+        else:
+            hidden, residuals = block(hidden, embedding)
+        down.extend(residuals)
+    assert [(r.shape[1], 32 // r.shape[-1]) for r in down] == skips
+    assert middle == (48, 4)
+
+
+def test_multiscale_local_conditions_start_silent_and_learn_from_every_resolution():
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1)]
+    multiscale, paper = _tiny_model(specs, local_injection="multiscale"), _tiny_model(specs)
+    missing, unexpected = multiscale.load_state_dict(paper.state_dict(), strict=False)  # shared weights alike
+    assert not unexpected and missing and all(key.startswith("local_residuals.") for key in missing)
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
+    keep = {s.name: torch.ones(2, dtype=torch.bool) for s in specs}
+    noisy, timesteps = torch.randn(2, 3, 16, 16, generator=generator), torch.tensor([10, 900])
+
+    def predict(model):
+        with torch.no_grad():
+            return model.denoise(noisy, timesteps, model.condition(inputs, keep, 2, (16, 16)))
+
+    assert torch.equal(predict(multiscale), predict(paper))  # fresh: the residuals add exactly nothing
+    # Gradient reaches the sketch encoder through the residuals alone (conv_in's local part off).
+    torch.nn.init.zeros_(multiscale.unet.conv_in.extra.weight)
+    multiscale.loss(torch.rand(2, 3, 16, 16, generator=generator), inputs, torch.Generator().manual_seed(1),
+                    keep=keep).backward()
+    assert multiscale.conditioner.encoders["sketch"].out.weight.grad.abs().sum() > 0
+    for encoder in (multiscale.conditioner.encoders["sketch"], paper.conditioner.encoders["sketch"]):
+        torch.nn.init.normal_(encoder.out.weight, std=0.1)
+    assert not torch.allclose(predict(multiscale), predict(paper))  # trained, the residuals do act
+    with pytest.raises(ValueError, match="local_injection must be one of"):
+        _tiny_model(specs, local_injection="everywhere")

@@ -64,6 +64,22 @@ def test_guided_step_equals_the_formula_on_two_separate_forwards(model):
     assert torch.equal(guide(e2, e1, 0.0), e1) and torch.equal(guide(e2, e1, 1.0), e2)
 
 
+def test_guidance_one_runs_only_the_c2_branch_and_equals_the_formula(model):
+    """At w = 1 the c1 branch is weighted 0: one forward per step instead of two, same result."""
+    inputs, c2, c1 = _inputs(), _keep(["caption", "sketch", "color"]), _keep(["caption"])
+    latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    batches = []
+    hook = model.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    try:
+        ours = guided_sample(model, inputs, c2, c1, size=(16, 16), guidance=1.0, steps=3, latents=latents, decode=False)
+    finally:
+        hook.remove()
+    assert batches == [2, 2, 2]  # the c2 branch only
+    both = guided_sample(model, inputs, c2, c1, size=(16, 16), guidance=1.0 + 1e-9, steps=3, latents=latents,
+                         decode=False)
+    assert torch.allclose(ours, both, atol=1e-5)
+
+
 def test_c1_equal_to_c2_gives_eps_of_c2_for_any_weight(model):
     inputs, keep = _inputs(), _keep(["caption", "sketch"])
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))

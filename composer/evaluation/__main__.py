@@ -32,8 +32,9 @@ from . import (
     summarize,
     write_report,
 )
-from .quality import ClipScore, inception_metrics
+from .quality import ClipScore, in_domain_frechet, inception_metrics
 from .report import REPORT_FILES
+from .runner import ALL
 
 
 def output_folder(cfg: DictConfig) -> Path:
@@ -74,6 +75,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     check_sampling(cfg)
+    require("guidance_all", cfg.guidance_all, minimum=0)
     require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
     require("batch", cfg.batch, minimum=2, integer=True)
     require("grid_count", cfg.grid_count, minimum=0, integer=True)
@@ -101,9 +103,14 @@ def run(cfg: DictConfig) -> Path:
         print("note: no depth model (depth_model=): the depth metric is left out", file=sys.stderr)
     if parser is None and instances is None:
         print("note: no instance model (instances_model=): object metrics are left out", file=sys.stderr)
+    if not OmegaConf.is_list(cfg.sweep):
+        raise ValueError(f"sweep={cfg.sweep!r}: expected a list of guidance scales, e.g. sweep=[1,2,3] (or [])")
+    for value in cfg.sweep:
+        require("sweep", value, minimum=0)
     settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
+                                  guidance_all=cfg.guidance_all,
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
-                                  grid_count=cfg.grid_count)
+                                  grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects,
                             metrics=metrics)
@@ -111,15 +118,16 @@ def run(cfg: DictConfig) -> Path:
 
     quality = {}
     if cfg.quality.inception:
-        quality.update(inception_metrics(result.images["sources"], result.images["outputs"], cfg.quality.inception))
+        quality.update(inception_metrics(result.images["sources"], result.images[ALL], cfg.quality.inception))
     if cfg.quality.clip:
         clip_score = ClipScore(cfg.quality.clip)
-        quality["clip_score"] = clip_score(result.images["outputs"], result.captions)
+        quality["clip_score"] = clip_score(result.images[ALL], result.captions)
         quality["clip_score_sources"] = clip_score(result.images["sources"], result.captions)
     record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
     record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
                   reader="scene parser" if parser is not None else "extractors")
-    summary = summarize(result, record, metrics, quality or None)
+    frechet = in_domain_frechet(result.images, parser.embed) if parser is not None and cfg.n >= 4 else None
+    summary = summarize(result, record, metrics, quality or None, frechet=frechet)
     command = "python -m composer.evaluation " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     paths = write_report(summary, result.grid, out, command)
     if summary["not_measured"]:

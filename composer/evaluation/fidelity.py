@@ -10,9 +10,12 @@ source's ground truth (the built-in scenes' masks and depth):
                                    nearest to the background color the caption names
     color        histogram_int.    palette intersection, output vs source (1 = same palette)
     sketch       edge_f1, ssim     output's sketch vs source's (1-pixel tolerance)
-    instances    foreground_iou    IoU of the output's object pixels with the source's masks
+    instances    foreground_iou    IoU of the output's object pixels with the source's masks (also
+    sketch, depth, intensity       judges the shapes those spatial conditions carry)
     depth        si_error          scale-invariant log error of the output's depth vs the source's
     intensity    correlation       Pearson correlation of the two gray images
+    all          psnr              the output against its source, in dB (every run has it; the
+                                   report shows it for all conditions together)
     masked_image kept_error        mean absolute error on the pixels the condition showed
     grounding    objects_found     share of layout objects found in their box with the right
                                    phrase: pixels of the object's color inside its box (+1 px)
@@ -42,6 +45,7 @@ from .metrics import (
     edge_f1,
     histogram_intersection,
     mask_iou,
+    psnr,
     scale_invariant_error,
     ssim,
 )
@@ -61,6 +65,7 @@ MEASURES: dict[str, bool] = {
     "kept_error": False,  # error on the pixels an edit-mask condition showed
     "objects_found": True,  # objects in their boxes with the right color
     "mask_iou": True,  # those objects' IoU
+    "psnr": True,  # the whole image against its source
 }
 FOUND_IOU = 0.5
 # The scenes' background depth runs 0 to 0.1; a larger eps keeps that ramp from dominating the
@@ -160,6 +165,7 @@ def condition_fidelity(output: Reading, truth: Truth) -> dict[str, torch.Tensor]
         "edge_f1": edge_f1(output.sketch, source.sketch),
         "ssim": ssim(output.sketch, source.sketch),
         "correlation": correlation(output.gray, source.gray),
+        "psnr": psnr(output.images, source.images),
     }
     if output.depth is not None and truth.depth is not None:
         values["si_error"] = scale_invariant_error(output.depth, truth.depth, DEPTH_EPS)

@@ -8,6 +8,7 @@ Every function takes batches and returns one value per image, `[B]`:
 - `scale_invariant_error`: depth (Eigen et al. 2014), insensitive to a global scale of either map.
 - `mask_iou`: instance masks, per object slot.
 - `correlation`: intensity; Pearson correlation of two gray images.
+- `psnr`: reconstruction; peak signal-to-noise ratio in dB against the source (identical: 100).
 - `max_change_outside`: editing; the largest change of any pixel outside the edit mask (should be 0).
 """
 
@@ -68,6 +69,12 @@ def correlation(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     denominator = (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
     return (a * b).sum(1) / denominator
+
+
+def psnr(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Images `[B, C, H, W]` in [0, 1] -> PSNR in dB `[B]`; identical images give 100 (MSE floored at 1e-10)."""
+    error = (first.float() - second.float()).square().flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(error)
 
 
 def max_change_outside(output: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

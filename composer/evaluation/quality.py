@@ -1,5 +1,6 @@
-"""Image quality when the user has the weights: FID and KID (Inception features, torchmetrics)
-and CLIP score.
+"""Image quality: FID and KID (Inception features, torchmetrics) and CLIP score when the user has
+the weights; on the built-in scenes, an in-domain Fréchet distance on the scene parser's features
+(as FID on MNIST uses a digit classifier), with no weights to fetch.
 
 Weights are read without unpickling: Inception from safetensors (or a `.pth` state dict through
 `torch.load(weights_only=True)`), CLIP from a transformers folder. torch-fidelity reads its
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -54,6 +55,50 @@ def inception_metrics(real: torch.Tensor, fake: torch.Tensor, weights: str | os.
         metric.update(_bytes(fake), real=False)
     kid_mean, kid_std = kid.compute()
     return {"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item()}
+
+
+class _Embedding(torch.nn.Module):
+    """Hands torchmetrics an embedding function as a feature module (it passes custom modules the
+    images unchanged, here floats in [0, 1])."""
+
+    def __init__(self, embed: Callable[[torch.Tensor], torch.Tensor], num_features: int):
+        super().__init__()
+        self.embed, self.num_features = embed, num_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(images)
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Fréchet distance between the Gaussians fitted to `embed(real)` and `embed(fake)` (Heusel et
+    al. 2017, with any embedding in place of Inception); images `[N, 3, H, W]` in [0, 1], N >= 2."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    if len(real) < 2 or len(fake) < 2:
+        raise ValueError(f"a Fréchet distance needs at least 2 images per side, got {len(real)} and {len(fake)}")
+    dim = embed(real[:1].float()).shape[-1]
+    metric = FrechetInceptionDistance(feature=_Embedding(embed, dim), normalize=True)
+    metric.update(real.float(), real=True)
+    metric.update(fake.float(), real=False)
+    return metric.compute().item()
+
+
+def in_domain_frechet(images: dict[str, torch.Tensor], embed: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    """Fréchet distances of every run's outputs to held-out scenes, on an in-domain embedding.
+
+    `images["sources"]` and `images[run]` are `[N, 3, H, W]`, output i made from source i. The
+    first half's outputs are compared with the second half's sources (the outputs never with their
+    own sources), and `real_floor` compares the two halves of the sources: the distance two
+    samples of real scenes of this size have, below which no run can be told apart.
+    """
+    sources = images["sources"]
+    half = len(sources) // 2
+    if half < 2:
+        raise ValueError(f"the in-domain Fréchet distance needs n >= 4 sources, got {len(sources)}")
+    reference = sources[half: 2 * half]
+    runs = {run: frechet_distance(reference, outputs[:half], embed) for run, outputs in images.items()
+            if run != "sources"}
+    return {"images_per_side": half, "real_floor": frechet_distance(reference, sources[:half], embed), "runs": runs}
 
 
 def _bytes(images: torch.Tensor) -> torch.Tensor:

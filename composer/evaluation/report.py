@@ -12,6 +12,7 @@ import torch
 
 from ..grids import grid_image
 from .fidelity import MEASURES
+from .plots import guidance_plot
 from .runner import ALL, UNCONDITIONAL, EvaluationResult
 
 # A gap is "clear" when the paired mean difference exceeds this many standard errors (p < 0.003
@@ -35,8 +36,42 @@ def gap(better: torch.Tensor, baseline: torch.Tensor, higher_is_better: bool) ->
     return summary
 
 
+# What judges all conditions together: reconstruction of the whole source and its palette.
+ALL_MEASURES = ("psnr", "histogram_intersection")
+
+
+def all_conditions(result: EvaluationResult) -> dict:
+    """`{measure: {all, unconditional, other_scene, source}}` for ALL_MEASURES."""
+    return {measure: {"all": mean_sem(result.runs[ALL][measure]),
+                      "unconditional": mean_sem(result.runs[UNCONDITIONAL][measure]),
+                      "other_scene": mean_sem(result.other[ALL][measure]),
+                      "source": mean_sem(result.source[measure])}
+            for measure in ALL_MEASURES if measure in result.runs.get(ALL, {})}
+
+
+def sweep_rows(result: EvaluationResult, metrics: Mapping[str, Sequence[str]]) -> dict:
+    """The guidance sweep: per run (all, each condition alone) and measure, the mean at every
+    guidance and the guidance that does best."""
+    if not result.sweep:
+        return {}
+    guidances = sorted(result.sweep)
+    wanted = [(ALL, measure) for measure in ALL_MEASURES]
+    wanted += [(condition, measure) for condition, measures in metrics.items() for measure in measures]
+    rows = []
+    for run, measure in wanted:
+        if any(measure not in result.sweep[g].get(run, {}) for g in guidances):
+            continue
+        cells = [mean_sem(result.sweep[g][run][measure]) for g in guidances]
+        means = [cell["mean"] for cell in cells]
+        best = max(means) if MEASURES[measure] else min(means)
+        rows.append({"run": run, "metric": measure, "higher_is_better": MEASURES[measure], "values": cells,
+                     "best_guidance": guidances[means.index(best)]})
+    return {"guidance": guidances, "sources": len(next(iter(result.sweep[guidances[0]][ALL].values()))),
+            "rows": rows}
+
+
 def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Sequence[str]],
-              quality: dict | None = None) -> dict:
+              quality: dict | None = None, *, frechet: dict | None = None) -> dict:
     """Everything the report shows, JSON-ready. `metrics[condition]` lists the measures that judge
     it (its YAML's `metrics:`); one row per condition and measure the readers could take."""
     fidelity = []
@@ -64,7 +99,12 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
     # Conditions the model has that no metric here reads back (a new condition, or a reader missing
     # for this data): named, never silently left out.
     not_measured = [name for name in result.runs if name not in (UNCONDITIONAL, ALL) and name not in measured]
-    summary = {"settings": settings, "fidelity": fidelity, "not_measured": not_measured}
+    summary = {"settings": settings, "all_conditions": all_conditions(result), "fidelity": fidelity,
+               "not_measured": not_measured}
+    if frechet is not None:
+        summary["frechet"] = frechet
+    if result.sweep:
+        summary["sweep"] = sweep_rows(result, metrics)
     if result.recombination:
         r, ((local, local_metric), (global_, global_metric)) = result.recombination, result.recombined
         # Differences oriented so that positive = follows A's local condition / B's global one.
@@ -102,6 +142,50 @@ def _boxes(fraction: float | None) -> str:
     return "every step" if fraction is None else f"the first {fraction:.0%} of the steps"
 
 
+def _all_conditions_lines(summary: dict) -> list[str]:
+    table = summary.get("all_conditions") or {}
+    if not table:
+        return []
+    lines = ["## All conditions together", "", "| metric | all | unconditional | other scene | source |",
+             "|---|---|---|---|---|"]
+    for measure, cells in table.items():
+        arrow = "↑" if MEASURES[measure] else "↓"
+        lines.append(f"| {measure} {arrow} | {_cell(cells['all'])} | {_cell(cells['unconditional'])} | "
+                     f"{_cell(cells['other_scene'])} | {_cell(cells['source'])} |")
+    return lines + [""]
+
+
+def _frechet_lines(summary: dict) -> list[str]:
+    frechet = summary.get("frechet")
+    if not frechet:
+        return []
+    lines = ["", "## In-domain Fréchet distance ↓ (scene parser features)", "",
+             f"Outputs of the first {frechet['images_per_side']} sources against the other "
+             f"{frechet['images_per_side']} sources, on the scene parser's features (in-domain, as FID on MNIST "
+             "uses a digit classifier; not comparable with Inception FID). *real* compares the two halves of the "
+             "sources: the floor at this sample size.", "", "| run | distance |", "|---|---|",
+             f"| real (floor) | {frechet['real_floor']:.3f} |"]
+    lines += [f"| {run} | {value:.3f} |" for run, value in frechet["runs"].items()]
+    return lines
+
+
+def _sweep_lines(summary: dict) -> list[str]:
+    sweep = summary.get("sweep")
+    if not sweep:
+        return []
+    guidances = sweep["guidance"]
+    lines = ["", "## Guidance sweep", "", f"The first {sweep['sources']} sources at each guidance (same noise); "
+             "**bold**: the best guidance for that run and metric. Plot: guidance.png.", "",
+             "| run | metric | " + " | ".join(f"{g:g}" for g in guidances) + " |",
+             "|---|---|" + "---|" * len(guidances)]
+    for row in sweep["rows"]:
+        arrow = "↑" if row["higher_is_better"] else "↓"
+        cells = [f"**{cell['mean']:.3f}**" if g == row["best_guidance"] else f"{cell['mean']:.3f}"
+                 for g, cell in zip(guidances, row["values"], strict=True)]
+        lines.append(f"| {row['run']} | {row['metric']} {arrow} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(summary: dict, command: str, grid_file: str | None) -> str:
     settings = summary["settings"]
     lines = [
@@ -110,13 +194,16 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         f"`{command}`",
         "",
         f"{settings['n']} held-out sources, {settings['steps']} {settings['scheduler']} steps, guidance "
-        f"{settings['guidance']}, boxes on {_boxes(settings.get('grounding_fraction'))}, seed {settings['seed']}; "
+        f"{settings.get('guidance_all', settings['guidance'])} with all conditions and "
+        f"{settings['guidance']} alone, boxes on {_boxes(settings.get('grounding_fraction'))}, seed {settings['seed']}; "
         f"{settings['seconds']:.0f} s. Values are means ± standard "
         "errors over sources. *alone*: that condition only; *all*: every condition; *unconditional*: no "
         "condition; *other scene*: the same condition-alone outputs measured against another source; "
         "*source*: the source read against itself (the reader's ceiling). A gap is clear (✓) when the paired "
         f"difference to the unconditional run exceeds {CLEAR_STANDARD_ERRORS:g} standard errors.",
         "",
+        *_all_conditions_lines(summary),
+        "## Each condition", "",
         "| condition | metric | alone | all | unconditional | other scene | source | gap vs unconditional | clear |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -153,6 +240,7 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         lines += ["", "## Region editing (all conditions; the box of the first object, or the central quarter, regenerated)", "",
                   f"Largest change outside the mask: {e['max_change_outside']:.3g} (must be 0). Mean change inside: "
                   f"{_cell(e['mean_change_inside'])}."]
+    lines += _frechet_lines(summary) + _sweep_lines(summary)
     if "quality" in summary:
         lines += ["", "## Image quality (outputs from all conditions vs sources)", ""]
         lines += [f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}"
@@ -165,11 +253,11 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-REPORT_FILES = ("report.json", "report.md", "grid.png")
+REPORT_FILES = ("report.json", "report.md", "grid.png", "guidance.png")
 
 
 def write_report(summary: dict, grid: dict[str, torch.Tensor], out: Path, command: str) -> dict[str, Path]:
-    """`report.json`, `report.md` and `grid.png` in `out`."""
+    """`report.json`, `report.md`, `grid.png` and (with a sweep) `guidance.png` in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / REPORT_FILES[0], "markdown": out / REPORT_FILES[1]}
     grid_file = None
@@ -177,6 +265,9 @@ def write_report(summary: dict, grid: dict[str, torch.Tensor], out: Path, comman
         paths["grid"] = out / REPORT_FILES[2]
         grid_image(grid, label_width=150).save(paths["grid"])
         grid_file = paths["grid"].name
+    if summary.get("sweep"):
+        paths["guidance"] = out / REPORT_FILES[3]
+        guidance_plot(summary["sweep"], paths["guidance"])
     paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
     paths["markdown"].write_text(markdown(summary, command, grid_file))
     return paths

@@ -33,13 +33,17 @@ class EvaluationSettings:
     n: int = 64  # held-out sources
     batch: int = 16  # sources per generation batch; "another scene" is the previous one in the batch
     steps: int = 25
-    guidance: float = 3.0
+    guidance: float = 3.0  # each condition alone and the recombination
+    guidance_all: float = 1.0  # all conditions together and the region edit (docs/design.md#guidance-from-data)
     scheduler: str = "ddim"
     # GLIGEN's scheduled sampling: boxes for this share of the steps. None = every step, which
     # measures how well boxes are followed; GLIGEN's 0.3 trades that for image quality.
     grounding_fraction: float | None = None
     seed: int = 0
     grid_count: int = 8  # sources shown in the picture grid
+    # Guidance scales tried on the first batch for all conditions and each condition alone (the
+    # guidance sweep: docs/design.md#guidance-from-data); empty = no sweep.
+    sweep: tuple[float, ...] = ()
 
 
 @dataclass
@@ -54,7 +58,10 @@ class EvaluationResult:
     recombination: dict[str, torch.Tensor]
     editing: dict[str, torch.Tensor]
     grid: dict[str, torch.Tensor] = field(default_factory=dict)  # row label -> [G, 3, H, W]
-    images: dict[str, torch.Tensor] = field(default_factory=dict)  # sources and "all" outputs, for FID/KID
+    # "sources" and every run's outputs [N, 3, H, W], for image-quality measures
+    images: dict[str, torch.Tensor] = field(default_factory=dict)
+    # guidance -> run -> measure -> [first batch]: the guidance sweep
+    sweep: dict[float, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
     captions: list[str] = field(default_factory=list)
     recombined: tuple | None = None  # ((local condition, measure), (global condition, measure)) mixed
 
@@ -128,6 +135,7 @@ class Evaluation:
         self.collate = Collate(max_objects)
         self.names = pipe.condition_names
         self.recombination = recombination_pair(pipe, metrics or {})
+        self._progress: tqdm | None = None
         pipe.use_scheduler(settings.scheduler)
 
     def _kept(self, inputs: dict) -> torch.Tensor | None:
@@ -148,7 +156,11 @@ class Evaluation:
         collected, result = _Collected(), EvaluationResult({}, {}, {}, {}, {})
         chunk: list[Sample] = []
         seen = 0
-        with tqdm(total=settings.n, desc="evaluating", unit="source") as progress:
+        batches = -(-settings.n // settings.batch)
+        per_batch = len(self.runs()) + (self.recombination is not None) + 1  # + the region edit
+        total = batches * per_batch + len(settings.sweep) * (1 + len(self.names))
+        with tqdm(total=total, desc="evaluating", unit="generation") as progress:
+            self._progress = progress  # one tick per batch generated, sweep included: an honest ETA
             for sample in samples:
                 if not isinstance(sample, Sample):  # a Skipped (unreadable) item
                     continue
@@ -157,10 +169,10 @@ class Evaluation:
                     self._evaluate_batch(self.collate(chunk), seen // settings.batch, collected=collected, result=result,
                                          progress=progress)
                     seen += len(chunk)
-                    progress.update(len(chunk))
                     chunk = []
                 if seen == settings.n:
                     break
+        self._progress = None
         if seen < settings.n:
             raise ValueError(f"the data gave {seen} usable sources, fewer than n={settings.n}")
         result.runs = {run: _stack(values) for run, values in collected.runs.items()}
@@ -172,12 +184,25 @@ class Evaluation:
         return result
 
     def _generate(self, inputs: dict, conditions: Sequence[str] | str, *, batch: int, size: tuple[int, int],
-                  index: int, **kwargs) -> torch.Tensor:
+                  index: int, guidance: float | None = None, **kwargs) -> torch.Tensor:
         settings = self.settings
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + index)  # the same noise for every run
-        return self.pipe(inputs, conditions=conditions, guidance=settings.guidance, num_inference_steps=settings.steps,
+        guidance = settings.guidance if guidance is None else guidance
+        if self._progress is not None:
+            self._progress.update(1)
+        return self.pipe(inputs, conditions=conditions, guidance=guidance, num_inference_steps=settings.steps,
                          grounding_fraction=settings.grounding_fraction, generator=generator, size=size,
                          batch_size=batch, output_type="pt", progress=False, **kwargs).images.cpu()
+
+    def _sweep(self, inputs: dict, truth: Truth, *, batch: int, size: tuple[int, int], result: EvaluationResult,
+               progress: tqdm) -> None:
+        """Every guidance in `settings.sweep`, for all conditions and each alone, on this batch."""
+        for guidance in self.settings.sweep:
+            for run in (ALL, *self.names):
+                progress.set_postfix(run=f"{run} at guidance {guidance:g}")
+                output = self._generate(inputs, "all" if run == ALL else [run], batch=batch, size=size, index=0,
+                                        guidance=guidance)
+                result.sweep.setdefault(guidance, {})[run] = condition_fidelity(self.reader(output), truth)
 
     def _evaluate_batch(self, batch: Batch, index: int, *, collected: _Collected, result: EvaluationResult,
                         progress: tqdm) -> None:
@@ -204,7 +229,8 @@ class Evaluation:
         for run in self.runs():
             progress.set_postfix(run=run)
             conditions = [] if run == UNCONDITIONAL else "all" if run == ALL else [run]
-            output = self._generate(inputs, conditions, batch=count, size=size, index=index)
+            guidance = self.settings.guidance_all if run == ALL else None
+            output = self._generate(inputs, conditions, batch=count, size=size, index=index, guidance=guidance)
             read = self.reader(output)
             for name, values in condition_fidelity(read, truth).items():
                 collected.runs[run][name].append(values)
@@ -213,10 +239,11 @@ class Evaluation:
                     collected.other[run][name].append(values)
             if shown:
                 result.grid[run] = output[:shown]
-            if run == ALL:
-                result.images.setdefault("sources", []).append(images)
-                result.images.setdefault("outputs", []).append(output)
-                result.captions.extend(batch.captions)
+            result.images.setdefault(run, []).append(output)
+        result.images.setdefault("sources", []).append(images)
+        result.captions.extend(batch.captions)
+        if index == 0:
+            self._sweep(inputs, truth, batch=count, size=size, result=result, progress=progress)
 
         if self.recombination is not None:
             # A local condition of A (this source) + a global one of B (the previous source in the batch).
@@ -242,7 +269,7 @@ class Evaluation:
         mask = edit_masks(objects, count, size)
         progress.set_postfix(run="edit")
         output = self._generate(inputs, "all", batch=count, size=size, index=index, edit_image=batch.images,
-                                edit_mask=mask.to(pipe.device))
+                                edit_mask=mask.to(pipe.device), guidance=self.settings.guidance_all)
         collected.editing["max_change_outside"].append(max_change_outside(output, images, mask))
         inside = ((output - images).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1)).clamp_min(1)
         collected.editing["mean_change_inside"].append(inside)

@@ -51,11 +51,22 @@ class SceneParser(ModelMixin, ConfigMixin):
         self.head = nn.Sequential(nn.GroupNorm(8, width), nn.GELU(), nn.Conv2d(width, classes + 1, 1))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.head[-1](self._features(images))
+        return out[:, :-1], out[:, -1:].sigmoid()
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        """`[B, width, H, W]`: what the head's last (1x1) conv reads."""
         features = self.stem(images * 2 - 1)
         for block in self.blocks:
             features = features + block(features)
-        out = self.head(features)
-        return out[:, :-1], out[:, -1:].sigmoid()
+        return self.head[:-1](features)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """`[B, 2 * width]`: the mean and standard deviation over space of the features behind the
+        parser's per-pixel classes and depth, the in-domain image embedding of `frechet_distance`."""
+        features = self._features(images.to(self.device, self.dtype)).float().flatten(2)
+        return torch.cat([features.mean(2), features.std(2)], 1)
 
     @torch.no_grad()
     def parse(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

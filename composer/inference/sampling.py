@@ -40,6 +40,13 @@ def concat_outputs(first: ConditionOutputs, second: ConditionOutputs) -> Conditi
     )
 
 
+def first_half(outputs: ConditionOutputs, batch: int) -> ConditionOutputs:
+    """The c2 branch of `concat_outputs(c2, c1)`: its first `batch` rows."""
+    return ConditionOutputs(
+        time=outputs.time[:batch], context=outputs.context[:batch], context_mask=outputs.context_mask[:batch],
+        tokens=None if outputs.tokens is None else outputs.tokens[:batch], local=outputs.local[:batch])
+
+
 def keep_only(names: Sequence[str], subset: Sequence[str] | str, batch: int, device) -> dict[str, torch.Tensor]:
     """`{name: [B] bool}`: True for the conditions in `subset` ("all" = every one)."""
     chosen = list(names) if subset == "all" else list(subset)
@@ -107,10 +114,14 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for index, timestep in enumerate(tqdm(timesteps, disable=not progress, desc="sampling")):
         both = early if index < switch else late
-        doubled = scheduler.scale_model_input(torch.cat([sample, sample]), timestep)
-        prediction = model(doubled, timestep.expand(2 * batch), both).float()
-        with_c2, with_c1 = prediction.chunk(2)
-        sample = scheduler.step(guide(with_c2, with_c1, guidance), timestep, sample, **step_kwargs).prev_sample
+        if guidance == 1:  # w = 1 is eps(c2) alone: the c1 branch would be weighted 0, so it is not run
+            scaled = scheduler.scale_model_input(sample, timestep)
+            guided = model(scaled, timestep.expand(batch), first_half(both, batch)).float()
+        else:
+            doubled = scheduler.scale_model_input(torch.cat([sample, sample]), timestep)
+            with_c2, with_c1 = model(doubled, timestep.expand(2 * batch), both).float().chunk(2)
+            guided = guide(with_c2, with_c1, guidance)
+        sample = scheduler.step(guided, timestep, sample, **step_kwargs).prev_sample
         if known is not None:
             following = timesteps[index + 1] if index + 1 < len(timesteps) else None
             source = known.x0 if following is None else scheduler.add_noise(known.x0, known.noise, following.reshape(1))
