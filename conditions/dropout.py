@@ -41,8 +41,10 @@ class JointDropout:
         keep_all = (joint >= self.p_drop_all) & (joint < self.p_drop_all + self.p_keep_all)
         keep_one = (joint >= self.p_drop_all + self.p_keep_all) & (joint < self.p_drop_all + self.p_keep_all + self.p_keep_one)
         independent = torch.rand(batch, len(self.names), generator=generator) >= self.p_drop  # [B, C]
-        chosen = torch.randint(len(self.names), (batch,), generator=generator)
-        only = torch.arange(len(self.names))[None, :] == chosen[:, None]  # [B, C], one True per row
-        keep = torch.where(keep_one[:, None], only, independent)
+        keep = independent
+        if self.p_keep_one > 0:  # drawn only when used: Composer's schedule keeps its random stream
+            chosen = torch.randint(len(self.names), (batch,), generator=generator)
+            only = torch.arange(len(self.names))[None, :] == chosen[:, None]  # [B, C], one True per row
+            keep = torch.where(keep_one[:, None], only, independent)
         keep = torch.where(drop_all[:, None], False, torch.where(keep_all[:, None], True, keep))
         return {name: keep[:, index].to(device) for index, name in enumerate(self.names)}
