@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+# benchmarks/decompose.py is named like the package: keep this folder off the import path.
 sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch

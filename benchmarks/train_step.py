@@ -123,8 +123,10 @@ def main() -> None:
     for variant in VARIANTS:
         command = [sys.executable, __file__, "--variant", variant, "--batch", str(args.batch), "--repeats",
                    str(args.repeats), "--device", args.device, *overrides]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-        results[variant] = json.loads(output.strip().splitlines()[-1])
+        process = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if process.returncode != 0:
+            sys.exit(f"error: the {variant} variant failed:\n{process.stderr[-3000:]}")
+        results[variant] = json.loads(process.stdout.strip().splitlines()[-1])
     plain = results["plain_unet"]["step_ms"]
     report = {
         "device": args.device if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -134,7 +136,8 @@ def main() -> None:
         **results,
         "ratio_composer_to_plain": round(results["composer"]["step_ms"] / plain, 3),
         "ratio_with_decomposition_to_plain": round(results["composer_with_decomposition"]["step_ms"] / plain, 3),
-        "goal_ratio_at_most": 1.15,
+        "goal_ratio_at_most": 1.15,   # the conditioned step without decomposition; not met on CPU
+        "limit_ratio_at_most": 1.5,   # a costlier conditioning path must pay for itself elsewhere
     }
     print(json.dumps(report, indent=2))
 

@@ -41,9 +41,11 @@ def test_evaluate_writes_the_report(trained, tmp_path):
         means = [cell["mean"] for cell in row["values"]]
         best = (max if row["higher_is_better"] else min)(means)
         assert row["best_guidance"] == sweep["guidance"][means.index(best)]
+    assert set(sweep["suggested"]) == {"guidance_all", "guidance"} and sweep["suggested"]["guidance_all"] in (1.0, 3.0)
     markdown = (out / "report.md").read_text()
     assert "| color | histogram_intersection ↑ |" in markdown and "![samples](grid.png)" in markdown
-    for section in ("## All conditions together", "## In-domain Fréchet distance", "## Guidance sweep"):
+    for section in ("## All conditions together", "## In-domain Fréchet distance", "## Guidance sweep",
+                    "Suggested by this sweep"):
         assert section in markdown
     assert Image.open(out / "guidance.png").width > 300
     grid = Image.open(out / "grid.png")

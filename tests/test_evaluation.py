@@ -15,7 +15,7 @@ from composer.evaluation.fidelity import (
     objects_present,
 )
 from composer.evaluation.quality import frechet_distance, in_domain_frechet
-from composer.evaluation.report import gap, mean_sem
+from composer.evaluation.report import gap, mean_sem, suggested_guidance
 from composer.evaluation.scene_parser import COLOR_NAMES, SceneParser
 
 
@@ -131,6 +131,21 @@ def test_gap_is_clear_only_for_a_consistent_improvement():
     with_gaps = torch.where(torch.arange(32) % 2 == 0, baseline + 0.1, torch.nan)
     assert gap(with_gaps, baseline, higher_is_better=True)["mean"] == pytest.approx(0.1)
 
+
+
+def test_suggested_guidance_is_the_best_for_all_and_the_median_of_the_singles_first_metrics():
+    def row(run, metric, best):
+        return {"run": run, "metric": metric, "best_guidance": best}
+
+    metrics = {"sketch": ["edge_f1", "ssim"], "color": ["histogram_intersection"], "depth": ["si_error"],
+               "caption": ["objects_present"], "image_embedding": []}
+    rows = [row("all", "psnr", 1.0), row("all", "histogram_intersection", 1.5),
+            row("sketch", "edge_f1", 5.0), row("sketch", "ssim", 1.0),  # only the first metric counts
+            row("color", "histogram_intersection", 2.0), row("depth", "si_error", 3.0),
+            row("caption", "objects_present", 1.5)]
+    assert suggested_guidance(rows, metrics) == {"guidance_all": 1.0, "guidance": 2.5}  # median of 1.5, 2, 3, 5
+    assert suggested_guidance(rows[2:], metrics) == {"guidance": 2.5}  # no "all" run swept
+    assert suggested_guidance(rows[:2], metrics) == {"guidance_all": 1.0}
 
 @pytest.fixture(scope="module")
 def brief_parser(tmp_path_factory):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -67,7 +68,22 @@ def sweep_rows(result: EvaluationResult, metrics: Mapping[str, Sequence[str]]) -
         rows.append({"run": run, "metric": measure, "higher_is_better": MEASURES[measure], "values": cells,
                      "best_guidance": guidances[means.index(best)]})
     return {"guidance": guidances, "sources": len(next(iter(result.sweep[guidances[0]][ALL].values()))),
-            "rows": rows}
+            "rows": rows, "suggested": suggested_guidance(rows, metrics)}
+
+
+def suggested_guidance(rows: Sequence[dict], metrics: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """The defaults the sweep supports (docs/design.md#guidance-from-data): `guidance_all`, the best
+    guidance for all conditions on the first of ALL_MEASURES; `guidance`, the median over the
+    conditions alone of the best guidance on each one's first measure."""
+    best = {(row["run"], row["metric"]): row["best_guidance"] for row in rows}
+    suggested = {}
+    if (ALL, ALL_MEASURES[0]) in best:
+        suggested["guidance_all"] = best[ALL, ALL_MEASURES[0]]
+    singles = [best[condition, measures[0]] for condition, measures in metrics.items()
+               if measures and (condition, measures[0]) in best]
+    if singles:
+        suggested["guidance"] = statistics.median(singles)
+    return suggested
 
 
 def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Sequence[str]],
@@ -183,6 +199,12 @@ def _sweep_lines(summary: dict) -> list[str]:
         cells = [f"**{cell['mean']:.3f}**" if g == row["best_guidance"] else f"{cell['mean']:.3f}"
                  for g, cell in zip(guidances, row["values"], strict=True)]
         lines.append(f"| {row['run']} | {row['metric']} {arrow} | " + " | ".join(cells) + " |")
+    suggested, settings = sweep.get("suggested", {}), summary["settings"]
+    if suggested:
+        chosen = ", ".join(f"`{name}={value:g}`" for name, value in suggested.items())
+        used = ", ".join(f"{settings.get(name, settings['guidance']):g}" for name in suggested)
+        lines += ["", f"Suggested by this sweep (all: the best guidance for the first metric; alone: the median "
+                  f"of each condition's best guidance for its first metric): {chosen}. This report used {used}."]
     return lines
 
 

@@ -33,7 +33,7 @@ class EvaluationSettings:
     n: int = 64  # held-out sources
     batch: int = 16  # sources per generation batch; "another scene" is the previous one in the batch
     steps: int = 25
-    guidance: float = 3.0  # each condition alone and the recombination
+    guidance: float = 2.0  # each condition alone and the recombination
     guidance_all: float = 1.0  # all conditions together and the region edit (docs/design.md#guidance-from-data)
     scheduler: str = "ddim"
     # GLIGEN's scheduled sampling: boxes for this share of the steps. None = every step, which
