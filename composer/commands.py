@@ -68,7 +68,7 @@ def check_sampling(cfg: DictConfig) -> None:
     require("guidance", cfg.guidance, minimum=0)
     require("steps", cfg.steps, minimum=1, integer=True)
     require("seed", cfg.seed, minimum=0, integer=True)
-    if "grounding_fraction" in cfg:
+    if "grounding_fraction" in cfg and cfg.grounding_fraction != "auto":
         require("grounding_fraction", cfg.grounding_fraction, minimum=0, maximum=1, optional=True)
 
 

@@ -21,7 +21,8 @@ from decompose.render import map_picture, to_pil
 
 from .checks import require
 from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
-from .inference.layout import LayoutClient, load_layout
+from .inference.layout import Layout, LayoutClient, load_layout
+from .inference.planner import parse_caption, plan_layout
 
 CONFIG = Path(__file__).resolve().parents[1] / "conf" / "recombine.yaml"
 
@@ -75,6 +76,20 @@ def grid(columns: list[tuple[str, Image.Image, Image.Image | None]], result: Ima
     return canvas
 
 
+def plan_prompt(cfg: DictConfig, *, max_objects: int) -> Layout:
+    """LMD stage 1: the offline planner for captions in the scenes' grammar, else the LLM."""
+    layout = plan_layout(cfg.prompt, max_objects=max_objects, seed=cfg.seed)
+    source = "the planner"
+    if layout is None:
+        if not cfg.llm.url or not cfg.llm.model:
+            raise ValueError(f"prompt {cfg.prompt!r} is outside the planner's grammar (the built-in scenes' captions): "
+                             "give llm.url and llm.model to ask an LLM for its layout, or a layout file")
+        layout = LayoutClient(cfg.llm.url, cfg.llm.model, cfg.llm.api_key, cfg.llm.timeout)(cfg.prompt)
+        source = "the LLM"
+    print(f"layout from {source}: {layout}", file=sys.stderr)
+    return layout
+
+
 def run(cfg: DictConfig) -> Path:
     check_sampling(cfg)
     require("batch", cfg.batch, minimum=1, integer=True)
@@ -99,12 +114,11 @@ def run(cfg: DictConfig) -> Path:
             loaded[path] = load_image(path, size)[None].expand(cfg.batch, -1, -1, -1).to(pipe.device)
         images[name] = loaded[path]
     layout = load_layout(cfg.layout) if cfg.layout else None
+    # A prompt the planner reads is in the training captions' grammar: it is the caption as well.
+    planned = bool(cfg.prompt) and layout is None and parse_caption(cfg.prompt) is not None
     if cfg.prompt and layout is None:
-        if not cfg.llm.url or not cfg.llm.model:
-            raise ValueError("prompt= asks an LLM for the layout: give llm.url and llm.model (or a layout file)")
-        layout = LayoutClient(cfg.llm.url, cfg.llm.model, cfg.llm.api_key, cfg.llm.timeout)(cfg.prompt)
-        print(f"layout from the LLM: {layout}", file=sys.stderr)
-    caption = cfg.caption or (layout.caption if layout else None)
+        layout = plan_prompt(cfg, max_objects=pipe.model.config.max_objects)
+    caption = cfg.caption or (cfg.prompt if planned else layout.caption if layout else None)
     captions = [caption] * cfg.batch if caption else None
     conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \
         [s.spec.name for s in pipe.sources if s.spec.kind == "grounding" and layout]

@@ -74,6 +74,24 @@ def test_recombine_errors(trained, files, tmp_path):
     assert result.returncode == 2 and "has no condition ['image_embedding']" in result.stderr
 
 
+def test_recombine_plans_a_scene_caption_offline(trained, tmp_path):
+    out = tmp_path / "planned.png"
+    prompt = "prompt=two red circles left of a blue star on a gray background"
+    result = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={out}", "steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "layout from the planner" in result.stderr and "blue star" in result.stderr
+    again = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={tmp_path / 'again.png'}", "steps=2")
+    assert again.returncode == 0 and out.read_bytes() == (tmp_path / "again.png").read_bytes()
+    outside = _run("-m", "composer.recombine", f"checkpoint={trained}", "prompt=a cat on a sofa", "steps=2",
+                   f"out={tmp_path / 'cat.png'}")
+    assert outside.returncode == 2 and "outside the planner's grammar" in outside.stderr
+    assert "give llm.url and llm.model" in outside.stderr and not (tmp_path / "cat.png").exists()
+    impossible = _run("-m", "composer.recombine", f"checkpoint={trained}", "steps=2", f"out={tmp_path / 'many.png'}",
+                      "prompt=six red circles and six blue stars and six green squares and six white crosses and "
+                      "six pink hearts and six cyan diamonds on a gray background")  # no commas: hydra splits on them
+    assert impossible.returncode == 2 and "asks for 36 objects; the model takes at most max_objects=30" in impossible.stderr
+
+
 def test_recombine_asks_a_local_llm_for_the_layout(trained, tmp_path):
     from tests.test_layout import GOOD, _ChatServer
 

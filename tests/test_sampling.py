@@ -121,6 +121,23 @@ def test_grounding_schedule_switches_boxes_off(model):
     assert not torch.allclose(run(with_boxes, 0.4), run(with_boxes, 1.0))
 
 
+def test_scheduled_sampling_defaults_to_every_step_for_a_jointly_trained_model(model):
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+
+    def run(**kwargs):
+        return pipe(_inputs(), conditions=["caption", "grounding"], num_inference_steps=4, output_type="pt",
+                    generator=torch.Generator().manual_seed(0), progress=False, **kwargs).images
+
+    assert pipe.default_grounding_fraction is None
+    assert run().shape[0] == 2  # the batch of the precomputed inputs
+    with pytest.raises(ValueError, match="different batch sizes"):
+        pipe({**_inputs(), "color": torch.rand(3, 5)}, num_inference_steps=2, progress=False)
+    assert torch.equal(run(), run(grounding_fraction=None)) and not torch.equal(run(), run(grounding_fraction=0.3))
+    adapters = ComposerModel(conditions=[s.to_dict() for s in SPECS], unet_config=dict(model.unet.config),
+                             local_width=8, global_tokens=2, train_base=False)
+    assert ComposerPipeline(adapters, pipe.scheduler).default_grounding_fraction == 0.3
+
+
 def test_region_edit_keeps_every_pixel_outside_the_mask(model):
     pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
     image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))

@@ -9,6 +9,7 @@ edit inside a region; interpolate; invert (Composer, Huang et al. 2023, sec. 3-4
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -91,6 +92,21 @@ def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = F
 
 def _first(keys: Sequence[str], count: int = 3) -> str:
     return ", ".join(keys[:count]) + (f" and {len(keys) - count} more" if len(keys) > count else "")
+
+
+def input_batch(inputs: Mapping[str, object]) -> int:
+    """The batch size of precomputed condition inputs (tensors, or dataclasses of them): 1 if none,
+    a ValueError naming them if they disagree."""
+    sizes = {}
+    for name, value in inputs.items():
+        if dataclasses.is_dataclass(value):  # TextInput, GroundingInput: [B, ...] fields
+            value = next((getattr(value, f.name) for f in dataclasses.fields(value)
+                          if isinstance(getattr(value, f.name), torch.Tensor)), None)
+        if isinstance(value, torch.Tensor):
+            sizes[name] = value.shape[0]
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"condition inputs have different batch sizes: {sizes}")
+    return next(iter(sizes.values()), 1)
 
 
 class ComposerPipeline(DiffusionPipeline):
@@ -185,6 +201,13 @@ class ComposerPipeline(DiffusionPipeline):
         return keep_only(self.condition_names, names, batch, self.device)
 
     @property
+    def default_grounding_fraction(self) -> float | None:
+        """GLIGEN's scheduled sampling (boxes on for the first 30% of the steps) works when switching
+        grounding off leaves an intact frozen base; a jointly trained model never saw that, so its
+        boxes stay on for every step (docs/design.md#scheduled-sampling)."""
+        return None if self.model.config.train_base else 0.3
+
+    @property
     def image_size(self) -> int:
         """The side, in pixels, of the square images the model was trained on."""
         size = self.model.unet.config.sample_size
@@ -209,7 +232,8 @@ class ComposerPipeline(DiffusionPipeline):
     def __call__(self, inputs: Mapping[str, object] | None = None, *,
                  images: torch.Tensor | Mapping[str, torch.Tensor] | None = None, captions: Sequence[str] | None = None,
                  layout: Layout | None = None, conditions: Sequence[str] | str = "all", negative: Sequence[str] = (),
-                 guidance: float = 3.0, strength: Mapping[str, float] | None = None, grounding_fraction: float = 0.3,
+                 guidance: float = 3.0, strength: Mapping[str, float] | None = None,
+                 grounding_fraction: float | str | None = "auto",
                  edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
@@ -229,7 +253,8 @@ class ComposerPipeline(DiffusionPipeline):
             guidance: w; 1 follows c2 without guidance, larger values push further from c1.
             strength: per condition, 0 (dropped) to 1 (as trained); above 1 emphasised.
             grounding_fraction: GLIGEN's scheduled sampling, boxes on for this share of the steps
-                (None: every step).
+                (None: every step; "auto": every step for a jointly trained model, 0.3 for adapters
+                on a frozen base, docs/design.md#scheduled-sampling).
             edit_image: region editing: the image `[B, 3, H, W]` to edit, at any size.
             edit_mask: `[B, 1, H, W]`, 1 = regenerate. The output has `edit_image`'s size and is
                 identical to it outside the mask.
@@ -247,6 +272,7 @@ class ComposerPipeline(DiffusionPipeline):
                 when editing).
         """
         # 1. check inputs
+        grounding_fraction = self.default_grounding_fraction if grounding_fraction == "auto" else grounding_fraction
         self.check_inputs(guidance=guidance, num_inference_steps=num_inference_steps,
                           grounding_fraction=grounding_fraction, strength=strength, output_type=output_type,
                           edit_context=edit_context)
@@ -305,7 +331,7 @@ class ComposerPipeline(DiffusionPipeline):
             reference = first if reference is None else reference
         elif captions is not None:
             all_inputs.update(self.decompose_captions(captions))
-        batch = batch_size or (reference.shape[0] if reference is not None else 1)
+        batch = batch_size or (reference.shape[0] if reference is not None else input_batch(all_inputs))
         if layout is not None:
             all_inputs.update(self.layout_inputs(layout, batch))
 
