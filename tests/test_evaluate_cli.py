@@ -47,9 +47,14 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     for section in ("## All conditions together", "## In-domain Fréchet distance", "## Guidance sweep",
                     "Suggested by this sweep"):
         assert section in markdown
+    planned = report["planned_layouts"]  # captions through planned layouts, with their baselines
+    assert list(planned) == ["caption via planned layout", "caption", "unconditional", "source"]
+    assert set(planned["source"]) == {"named_present", "count_right", "relation_right"}
+    assert all(0 <= cell["mean"] <= 1 for run in planned.values() for name, cell in run.items() if name != "relation_right")
+    assert "## Captions through planned layouts (LMD)" in markdown
     assert Image.open(out / "guidance.png").width > 300
     grid = Image.open(out / "grid.png")
-    rows = 5 + 2 + 8 + 2  # sources and 4 readings; unconditional, all; 8 conditions; recombination, edit
+    rows = 5 + 2 + 8 + 3  # sources and 4 readings; unconditional, all; 8 conditions; planned layout, recombination, edit
     assert grid.height == rows * (96 + 2) and grid.width > 2 * 96
 
 

@@ -1,10 +1,13 @@
 """LMD stage 1 offline: the planner on hand-written captions with known answers, and on the
-captions the built-in scenes write."""
+captions the built-in scenes write; the LMD-style checks of an image against its caption."""
 
 import numpy as np
 import pytest
+import torch
 
 from composer.data import SceneDataset
+from composer.evaluation.layout_checks import layout_checks
+from composer.evaluation.scene_parser import color_class
 from composer.inference.planner import holds, parse_caption, plan_layout
 
 
@@ -68,3 +71,30 @@ def test_the_scenes_captions_are_planned_with_their_objects():
         layout = plan_layout(scene.caption, max_objects=6, seed=index)
         assert layout is not None, scene.caption
         assert sorted(obj.phrase for obj in layout.objects) == sorted(scene.phrases), scene.caption
+
+
+def _paint(classes, color, y0, x0, side=6):
+    classes[y0:y0 + side, x0:x0 + side] = color_class(f"{color} circle")
+
+
+def test_layout_checks_read_presence_counts_and_relations_from_colors():
+    plan = parse_caption("two red circles left of a blue star on a gray background")
+    right = torch.zeros(32, 32, dtype=torch.long)
+    _paint(right, "red", 2, 2)
+    _paint(right, "red", 20, 4)
+    _paint(right, "blue", 10, 22)
+    merged = torch.zeros(32, 32, dtype=torch.long)  # the two red regions touch: one region, count wrong
+    _paint(merged, "red", 2, 2)
+    _paint(merged, "red", 8, 2)
+    _paint(merged, "blue", 10, 22)
+    swapped = right.flip(-1)  # mirrored: red right of blue
+    missing = torch.zeros(32, 32, dtype=torch.long)
+    _paint(missing, "red", 2, 2)
+    _paint(missing, "red", 20, 4)
+    missing[0, 31] = color_class("blue star")  # one blue pixel: noise, not an object
+    checks = layout_checks(torch.stack([right, merged, swapped, missing]), [plan] * 4)
+    assert checks["named_present"].tolist() == [1.0, 1.0, 1.0, 0.5]
+    assert checks["count_right"].tolist() == [1.0, 0.5, 1.0, 0.5]
+    assert checks["relation_right"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    no_relation = parse_caption("a red circle on a gray background")
+    assert layout_checks(right[None], [no_relation])["relation_right"].isnan().all()

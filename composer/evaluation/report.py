@@ -137,6 +137,9 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
     if result.editing:
         summary["editing"] = {"max_change_outside": result.editing["max_change_outside"].max().item(),
                               "mean_change_inside": mean_sem(result.editing["mean_change_inside"])}
+    if result.layouts:
+        summary["planned_layouts"] = {run: {measure: mean_sem(values) for measure, values in measures.items()}
+                                      for run, measures in result.layouts.items()}
     if quality is not None:
         summary["quality"] = quality
     recombination = summary.get("recombination")
@@ -182,6 +185,21 @@ def _frechet_lines(summary: dict) -> list[str]:
              "sources: the floor at this sample size.", "", "| run | distance |", "|---|---|",
              f"| real (floor) | {frechet['real_floor']:.3f} |"]
     lines += [f"| {run} | {value:.3f} |" for run, value in frechet["runs"].items()]
+    return lines
+
+
+def _layout_lines(summary: dict) -> list[str]:
+    planned = summary.get("planned_layouts")
+    if not planned:
+        return []
+    measures = list(next(iter(planned.values())))
+    lines = ["", "## Captions through planned layouts (LMD)", "",
+             "Each caption planned into boxes offline (`composer.inference.planner`) and drawn from the caption and "
+             "those boxes, checked against the caption by the scene parser's colors, as the caption alone, the "
+             "unconditional samples and the sources (the reader's ceiling) are (`composer/evaluation/layout_checks.py`).",
+             "", "| run | " + " | ".join(f"{measure} ↑" for measure in measures) + " |",
+             "|---|" + "---|" * len(measures)]
+    lines += [f"| {run} | " + " | ".join(_cell(values[m]) for m in measures) + " |" for run, values in planned.items()]
     return lines
 
 
@@ -262,7 +280,7 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         lines += ["", "## Region editing (all conditions; the box of the first object, or the central quarter, regenerated)", "",
                   f"Largest change outside the mask: {e['max_change_outside']:.3g} (must be 0). Mean change inside: "
                   f"{_cell(e['mean_change_inside'])}."]
-    lines += _frechet_lines(summary) + _sweep_lines(summary)
+    lines += _layout_lines(summary) + _frechet_lines(summary) + _sweep_lines(summary)
     if "quality" in summary:
         lines += ["", "## Image quality (outputs from all conditions vs sources)", ""]
         lines += [f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}"

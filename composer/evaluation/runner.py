@@ -20,12 +20,15 @@ from decompose.render import instance_image, palette_swatch
 
 from ..data import Batch, Collate, Sample
 from ..inference.pipeline import ComposerPipeline
+from ..inference.planner import parse_caption, plan_layout
 from ..inputs import batch_inputs
 from .fidelity import Truth, bounding_box_masks, condition_fidelity, named_background
+from .layout_checks import layout_checks
 from .metrics import max_change_outside
 from .readings import Objects, Reader
 
 UNCONDITIONAL, ALL = "unconditional", "all"
+PLANNED = "caption via planned layout"
 
 
 @dataclass
@@ -64,6 +67,9 @@ class EvaluationResult:
     sweep: dict[float, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
     captions: list[str] = field(default_factory=list)
     recombined: tuple | None = None  # ((local condition, measure), (global condition, measure)) mixed
+    # run -> LAYOUT_MEASURES -> [N]: captions drawn through planned layouts (LMD), against the caption
+    # alone, unconditional samples and the sources themselves
+    layouts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def edit_masks(objects: Objects | None, batch: int, size: tuple[int, int]) -> torch.Tensor:
@@ -117,6 +123,7 @@ class _Collected:
         self.runs = defaultdict(lambda: defaultdict(list))
         self.other = defaultdict(lambda: defaultdict(list))
         self.source, self.recombination, self.editing = defaultdict(list), defaultdict(list), defaultdict(list)
+        self.layouts = defaultdict(lambda: defaultdict(list))
 
 
 class Evaluation:
@@ -135,6 +142,9 @@ class Evaluation:
         self.collate = Collate(max_objects)
         self.names = pipe.condition_names
         self.recombination = recombination_pair(pipe, metrics or {})
+        kinds = {source.spec.kind: source.spec.name for source in reversed(pipe.sources)}  # the first of each kind
+        self.caption, self.grounding = kinds.get("text"), kinds.get("grounding")
+        self.max_objects = max_objects
         self._progress: tqdm | None = None
         pipe.use_scheduler(settings.scheduler)
 
@@ -158,6 +168,7 @@ class Evaluation:
         seen = 0
         batches = -(-settings.n // settings.batch)
         per_batch = len(self.runs()) + (self.recombination is not None) + 1  # + the region edit
+        per_batch += self.caption is not None and self.grounding is not None  # + the planned layouts
         total = batches * per_batch + len(settings.sweep) * (1 + len(self.names))
         with tqdm(total=total, desc="evaluating", unit="generation") as progress:
             self._progress = progress  # one tick per batch generated, sweep included: an honest ETA
@@ -180,6 +191,7 @@ class Evaluation:
         result.source = _stack(collected.source)
         result.recombination, result.editing = _stack(collected.recombination), _stack(collected.editing)
         result.recombined = self.recombination if result.recombination else None
+        result.layouts = {run: _stack(values) for run, values in collected.layouts.items()}
         result.images = {key: torch.cat(value) for key, value in result.images.items()}
         return result
 
@@ -226,12 +238,14 @@ class Evaluation:
         shown = min(self.settings.grid_count, count) if index == 0 else 0
         if shown:
             result.grid.update(representation_rows(truth, shown))
+        readings = {"source": reading}
         for run in self.runs():
             progress.set_postfix(run=run)
             conditions = [] if run == UNCONDITIONAL else "all" if run == ALL else [run]
             guidance = self.settings.guidance_all if run == ALL else None
             output = self._generate(inputs, conditions, batch=count, size=size, index=index, guidance=guidance)
             read = self.reader(output)
+            readings[run] = read
             for name, values in condition_fidelity(read, truth).items():
                 collected.runs[run][name].append(values)
             if run != UNCONDITIONAL:  # the output of the previous source, measured against this one
@@ -244,6 +258,9 @@ class Evaluation:
         result.captions.extend(batch.captions)
         if index == 0:
             self._sweep(inputs, truth, batch=count, size=size, result=result, progress=progress)
+
+        self._planned_layouts(inputs, batch, readings, index=index, collected=collected, result=result,
+                              shown=shown, progress=progress)
 
         if self.recombination is not None:
             # A local condition of A (this source) + a global one of B (the previous source in the batch).
@@ -275,3 +292,30 @@ class Evaluation:
         collected.editing["mean_change_inside"].append(inside)
         if shown:
             result.grid["edit"] = output[:shown]
+
+    def _planned_layouts(self, inputs: dict, batch: Batch, readings: dict, *, index: int, collected: _Collected,
+                         result: EvaluationResult, shown: int, progress: tqdm) -> None:
+        """LMD: each caption planned into boxes (`composer.inference.planner`), drawn with the caption
+        and those boxes, and checked against the caption (`layout_checks`) like the caption alone, the
+        unconditional samples and the sources. Only where every caption of the batch is plannable
+        and the parser reads colors."""
+        if self.caption is None or self.grounding is None:
+            return
+        plans = [parse_caption(caption) for caption in batch.captions]
+        if readings["source"].classes is None or any(plan is None for plan in plans):
+            progress.update(1)  # counted in the total: keep the ETA honest
+            return
+        first = self.settings.seed * 1_000_003 + index * self.settings.batch  # a seed per source
+        layouts = [plan_layout(caption, max_objects=self.max_objects, seed=first + row)
+                   for row, caption in enumerate(batch.captions)]
+        planned = {**inputs, **self.pipe.layout_inputs(layouts, len(layouts))}
+        progress.set_postfix(run=PLANNED)
+        output = self._generate(planned, [self.caption, self.grounding], batch=len(layouts),
+                                size=tuple(batch.images.shape[-2:]), index=index)
+        readings = {PLANNED: self.reader(output), **readings}
+        for run in (PLANNED, self.caption, UNCONDITIONAL, "source"):
+            if run in readings:
+                for name, values in layout_checks(readings[run].classes, plans).items():
+                    collected.layouts[run][name].append(values)
+        if shown:
+            result.grid[PLANNED] = output[:shown]

@@ -176,8 +176,9 @@ class ComposerPipeline(DiffusionPipeline):
             inputs.update(self.layout_inputs(layout, len(next(iter(per_condition.values())))))
         return inputs
 
-    def layout_inputs(self, layout: Layout, batch: int) -> dict[str, object]:
-        """The grounding input of an LMD layout: its boxes, and its phrases embedded."""
+    def layout_inputs(self, layout: Layout | Sequence[Layout], batch: int) -> dict[str, object]:
+        """The grounding input of an LMD layout (the same for all `batch` images) or of one layout per
+        image: its boxes, and its phrases embedded."""
         from conditions import GroundingInput
 
         grounding = [spec.name for spec in self.model.conditioner.specs.values() if spec.kind == "grounding"]
@@ -185,14 +186,19 @@ class ComposerPipeline(DiffusionPipeline):
             raise ValueError("this model has no grounding condition: a layout's boxes cannot be used")
         if self.phrase_encoder is None:
             raise ValueError("layouts need the pipeline's phrase_encoder to embed their phrases")
+        layouts = [layout] * batch if isinstance(layout, Layout) else list(layout)
+        if len(layouts) != batch:
+            raise ValueError(f"{len(layouts)} layouts for a batch of {batch}")
         slots = self.model.config.max_objects
-        layout.check(slots)
         boxes = torch.zeros(batch, slots, 4)
         valid = torch.zeros(batch, slots, dtype=torch.bool)
-        for index, obj in enumerate(layout.objects):
-            boxes[:, index] = torch.tensor(obj.box)
-            valid[:, index] = True
-        phrases = self.phrase_encoder([[obj.phrase for obj in layout.objects]] * batch, slots, self.device, self.dtype)
+        for row, item in enumerate(layouts):
+            item.check(slots)
+            for index, obj in enumerate(item.objects):
+                boxes[row, index] = torch.tensor(obj.box)
+                valid[row, index] = True
+        phrases = self.phrase_encoder([[obj.phrase for obj in item.objects] for item in layouts], slots,
+                                      self.device, self.dtype)
         return {grounding[0]: GroundingInput(boxes.to(self.device, self.dtype), phrases, valid.to(self.device))}
 
     # --- generation -----------------------------------------------------------------------------
