@@ -47,7 +47,7 @@ class Relation:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a caption asks for: objects (phrase, count), relations between single objects, background."""
+    """What a caption asks for: objects (phrase, count), relations between them, the background."""
 
     groups: tuple[tuple[str, int], ...]
     relations: tuple[Relation, ...]
