@@ -77,3 +77,5 @@ def test_evaluate_never_overwrites_a_report_and_checks_numbers(trained, tmp_path
                              ("n=1", "n must be a whole number >= 2, got 1")):
         result = run_app("composer.evaluation", f"checkpoint={trained}", setting, f"out={tmp_path / 'other'}")
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"error: {message}"
+    result = run_app("composer.evaluation", f"checkpoint={trained}", "planned_negative=[captoin]", f"out={tmp_path / 'other'}")
+    assert result.returncode == 2 and "error: planned_negative names ['captoin'], which this model lacks" in result.stderr

@@ -107,10 +107,14 @@ def run(cfg: DictConfig) -> Path:
         raise ValueError(f"sweep={cfg.sweep!r}: expected a list of guidance scales, e.g. sweep=[1,2,3] (or [])")
     for value in cfg.sweep:
         require("sweep", value, minimum=0)
+    unknown = [name for name in cfg.planned_negative if name not in pipe.condition_names]
+    if unknown:
+        raise ValueError(f"planned_negative names {unknown}, which this model lacks; it has {pipe.condition_names}")
     settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
                                   guidance_all=cfg.guidance_all,
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
-                                  grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep))
+                                  grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
+                                  planned_negative=tuple(cfg.planned_negative))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects,
                             metrics=metrics)

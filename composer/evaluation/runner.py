@@ -47,6 +47,8 @@ class EvaluationSettings:
     # Guidance scales tried on the first batch for all conditions and each condition alone (the
     # guidance sweep: docs/design.md#guidance-from-data); empty = no sweep.
     sweep: tuple[float, ...] = ()
+    # c1 of the captions drawn through planned layouts (empty: classifier-free guidance)
+    planned_negative: tuple[str, ...] = ()
 
 
 @dataclass
@@ -311,7 +313,8 @@ class Evaluation:
         planned = {**inputs, **self.pipe.layout_inputs(layouts, len(layouts))}
         progress.set_postfix(run=PLANNED)
         output = self._generate(planned, [self.caption, self.grounding], batch=len(layouts),
-                                size=tuple(batch.images.shape[-2:]), index=index)
+                                size=tuple(batch.images.shape[-2:]), index=index,
+                                negative=list(self.settings.planned_negative))
         readings = {PLANNED: self.reader(output), **readings}
         for run in (PLANNED, self.caption, UNCONDITIONAL, "source"):
             if run in readings:
