@@ -29,6 +29,7 @@ from torch import nn
 
 from conditions import Conditioner, ConditionOutputs, ConditionSpec, JointDropout
 
+from .box_attention import mask_attention_by_boxes, set_token_boxes
 from .local_residuals import LocalResiduals, skip_shapes
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -36,6 +37,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 # connection and the middle block (docs/design.md#multiscale-local).
 LOCAL_INJECTIONS = ("input", "multiscale")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+GROUNDING_ATTENTIONS = ("global", "box")  # box: composer/box_attention.py
 
 
 class ConcatConvIn(nn.Module):
@@ -105,6 +107,7 @@ class ComposerModel(ModelMixin, ConfigMixin):
         local_levels: int = 0,
         loss_weighting: str = "uniform",
         snr_gamma: float = 5.0,
+        grounding_attention: str = "global",
     ):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
@@ -113,6 +116,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         if local_injection not in LOCAL_INJECTIONS:
             raise ValueError(f"local_injection must be one of {LOCAL_INJECTIONS}, got {local_injection!r}")
+        if grounding_attention not in GROUNDING_ATTENTIONS:
+            raise ValueError(f"grounding_attention must be one of {GROUNDING_ATTENTIONS}, got {grounding_attention!r}")
         specs = [spec if isinstance(spec, ConditionSpec) else ConditionSpec(**spec) for spec in conditions]
         if not specs:
             raise ValueError("a ComposerModel needs at least one condition")
@@ -125,6 +130,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
         self.unet.class_embedding = nn.Identity()  # global conditions add to the timestep embedding
         self.unet.position_net = TokenPassthrough()
         self.zero_gated_attention()
+        if grounding_attention == "box":
+            mask_attention_by_boxes(self.unet)
         self.local_residuals = None
         if local_injection == "multiscale":
             self.local_residuals = LocalResiduals(local_width, *skip_shapes(self.unet.config))
@@ -260,6 +267,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
         sample = torch.cat([noisy.to(self.unet.dtype), conditions.local], 1)
         kwargs = {"gligen": {"objs": conditions.tokens}} if conditions.tokens is not None else None
         skips, middle = self.local_residuals(conditions.local) if self.local_residuals is not None else (None, None)
+        if self.config.grounding_attention == "box":
+            set_token_boxes(self.unet, conditions.token_boxes, tuple(noisy.shape[-2:]))
         return self.unet(
             sample, timesteps, encoder_hidden_states=conditions.context,
             class_labels=conditions.time, encoder_attention_mask=conditions.context_mask,

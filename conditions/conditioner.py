@@ -22,6 +22,9 @@ class ConditionOutputs:
     context_mask: torch.Tensor  # [B, L] bool
     tokens: torch.Tensor | None  # [B, M, context_dim]: gated self-attention tokens (global + grounding)
     local: torch.Tensor  # [B, local_width, h, w]: local maps + grounding layout map, concatenated with z_t
+    # [B, M, 4] normalised xyxy per token: a grounding token's box where its object is kept, the whole
+    # image otherwise (global tokens, dropped or empty slots); box-masked attention reads it
+    token_boxes: torch.Tensor | None = None
 
 
 class Conditioner(nn.Module):
@@ -87,11 +90,16 @@ class Conditioner(nn.Module):
             return {"time": time, "context": context, "mask": mask}
         if spec.kind == "global":
             time, tokens = encoder(value, keep)
-            return {"time": time} if tokens is None else {"time": time, "tokens": tokens}
+            if tokens is None:
+                return {"time": time}
+            whole = tokens.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(*tokens.shape[:2], 4)
+            return {"time": time, "tokens": tokens, "boxes": whole}
         if spec.kind == "local":
             return {"local": encoder(value, keep, size)}
         tokens, local = encoder(value, keep, size)
-        return {"tokens": tokens} if local is None else {"tokens": tokens, "local": local}
+        kept = (value.valid & keep[:, None])[..., None]  # [B, N, 1]
+        boxes = torch.where(kept, value.boxes.to(tokens.dtype), tokens.new_tensor([0.0, 0.0, 1.0, 1.0]))
+        return {"tokens": tokens, "boxes": boxes, **({} if local is None else {"local": local})}
 
     def forward(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
                 size: tuple[int, int], *, device: torch.device, dtype: torch.dtype,
@@ -109,6 +117,7 @@ class Conditioner(nn.Module):
         local = torch.zeros(batch, self.local_width, *size, device=device, dtype=dtype)
         context, context_mask = None, None
         token_parts: list[torch.Tensor] = []
+        box_parts: list[torch.Tensor] = []
         dropped_keep = torch.zeros(batch, dtype=torch.bool, device=device)
         for name, spec in self.specs.items():
             encoder = self.encoders[name]
@@ -125,16 +134,20 @@ class Conditioner(nn.Module):
                 for key in parts:
                     if key == "mask":
                         parts[key] = parts[key] | dropped[key]  # attend to what either side has
+                    elif key == "boxes":
+                        continue  # where the tokens may attend: the kept side's boxes
                     else:
                         parts[key] = dropped[key] + weight * (parts[key] - dropped[key])
             time = time + parts["time"] if "time" in parts else time
             local = local + parts["local"] if "local" in parts else local
             if "tokens" in parts:
                 token_parts.append(parts["tokens"])
+                box_parts.append(parts["boxes"])
             if "context" in parts:
                 context, context_mask = parts["context"], parts["mask"]
         if context is None:
             context = self.empty_context.expand(batch, -1, -1).to(dtype)
             context_mask = torch.ones(batch, 1, dtype=torch.bool, device=device)
         tokens = torch.cat(token_parts, 1).to(dtype) if token_parts else None
-        return ConditionOutputs(time, context.to(dtype), context_mask, tokens, local)
+        token_boxes = torch.cat(box_parts, 1).to(dtype) if box_parts else None
+        return ConditionOutputs(time, context.to(dtype), context_mask, tokens, local, token_boxes)
