@@ -22,7 +22,7 @@ from decompose.render import map_picture, to_pil
 from .checks import require
 from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
 from .inference.layout import Layout, LayoutClient, load_layout
-from .inference.planner import parse_caption, plan_layout
+from .inference.planner import plan_layout
 
 CONFIG = Path(__file__).resolve().parents[1] / "conf" / "recombine.yaml"
 
@@ -76,18 +76,18 @@ def grid(columns: list[tuple[str, Image.Image, Image.Image | None]], result: Ima
     return canvas
 
 
-def plan_prompt(cfg: DictConfig, *, max_objects: int) -> Layout:
-    """LMD stage 1: the offline planner for captions in the scenes' grammar, else the LLM."""
+def plan_prompt(cfg: DictConfig, *, max_objects: int) -> tuple[Layout, bool]:
+    """LMD stage 1: the offline planner for captions in the scenes' grammar, else the LLM. Also
+    whether the planner read it (then the prompt is in the training captions' grammar)."""
     layout = plan_layout(cfg.prompt, max_objects=max_objects, seed=cfg.seed)
-    source = "the planner"
-    if layout is None:
+    planned = layout is not None
+    if not planned:
         if not cfg.llm.url or not cfg.llm.model:
             raise ValueError(f"prompt {cfg.prompt!r} is outside the planner's grammar (the built-in scenes' captions): "
                              "give llm.url and llm.model to ask an LLM for its layout, or a layout file")
         layout = LayoutClient(cfg.llm.url, cfg.llm.model, cfg.llm.api_key, cfg.llm.timeout)(cfg.prompt)
-        source = "the LLM"
-    print(f"layout from {source}: {layout}", file=sys.stderr)
-    return layout
+    print(f"layout from {'the planner' if planned else 'the LLM'}: {layout}", file=sys.stderr)
+    return layout, planned
 
 
 def run(cfg: DictConfig) -> Path:
@@ -114,10 +114,10 @@ def run(cfg: DictConfig) -> Path:
             loaded[path] = load_image(path, size)[None].expand(cfg.batch, -1, -1, -1).to(pipe.device)
         images[name] = loaded[path]
     layout = load_layout(cfg.layout) if cfg.layout else None
-    # A prompt the planner reads is in the training captions' grammar: it is the caption as well.
-    planned = bool(cfg.prompt) and layout is None and parse_caption(cfg.prompt) is not None
+    planned = False
     if cfg.prompt and layout is None:
-        layout = plan_prompt(cfg, max_objects=pipe.model.config.max_objects)
+        layout, planned = plan_prompt(cfg, max_objects=pipe.model.config.max_objects)
+    # A prompt the planner reads is in the training captions' grammar: it is the caption as well.
     caption = cfg.caption or (cfg.prompt if planned else layout.caption if layout else None)
     captions = [caption] * cfg.batch if caption else None
     conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \

@@ -14,6 +14,8 @@ from .local_encoder import LocalEncoder
 from .spec import ConditionSpec
 from .text_encoder import TextConditionEncoder, TextInput
 
+WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)  # the box of a token that may meet every visual token
+
 
 @dataclass
 class ConditionOutputs:
@@ -92,13 +94,13 @@ class Conditioner(nn.Module):
             time, tokens = encoder(value, keep)
             if tokens is None:
                 return {"time": time}
-            whole = tokens.new_tensor([0.0, 0.0, 1.0, 1.0]).expand(*tokens.shape[:2], 4)
+            whole = tokens.new_tensor(WHOLE_IMAGE).expand(*tokens.shape[:2], 4)
             return {"time": time, "tokens": tokens, "boxes": whole}
         if spec.kind == "local":
             return {"local": encoder(value, keep, size)}
         tokens, local = encoder(value, keep, size)
         kept = (value.valid & keep[:, None])[..., None]  # [B, N, 1]
-        boxes = torch.where(kept, value.boxes.to(tokens.dtype), tokens.new_tensor([0.0, 0.0, 1.0, 1.0]))
+        boxes = torch.where(kept, value.boxes.to(tokens.dtype), tokens.new_tensor(WHOLE_IMAGE))
         return {"tokens": tokens, "boxes": boxes, **({} if local is None else {"local": local})}
 
     def forward(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,

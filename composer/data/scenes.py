@@ -239,17 +239,26 @@ def _join(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _relation(spec: SceneSpec, boxes: np.ndarray, first: int, second: int) -> str:
-    """Where object `first` is relative to `second`, from their visible boxes (or occlusion)."""
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes[first], boxes[second]
+NEAR = 0.15  # centres closer than this on both axes, boxes overlapping: one object in front of the other
+
+
+def box_relation(first: np.ndarray, second: np.ndarray, first_in_front: bool) -> str:
+    """Where box `first` is relative to box `second` (normalised xyxy): overlapping boxes with near
+    centres are "in front of" / "behind" (by `first_in_front`), else the larger centre offset decides."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = first, second
     dx = (ax0 + ax1) / 2 - (bx0 + bx1) / 2
     dy = (ay0 + ay1) / 2 - (by0 + by1) / 2
     overlap = min(ax1, bx1) > max(ax0, bx0) and min(ay1, by1) > max(ay0, by0)
-    if overlap and abs(dx) < 0.15 and abs(dy) < 0.15:
-        return "in front of" if first > second else "behind"
+    if overlap and abs(dx) < NEAR and abs(dy) < NEAR:
+        return "in front of" if first_in_front else "behind"
     if abs(dx) >= abs(dy):
         return "left of" if dx < 0 else "right of"
     return "above" if dy < 0 else "below"
+
+
+def _relation(spec: SceneSpec, boxes: np.ndarray, first: int, second: int) -> str:
+    """Where object `first` is relative to `second`, from their visible boxes (or occlusion: later is in front)."""
+    return box_relation(boxes[first], boxes[second], first > second)
 
 
 def caption_for(spec: SceneSpec, boxes: np.ndarray) -> str:

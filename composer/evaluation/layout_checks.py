@@ -56,9 +56,12 @@ def layout_checks(classes: torch.Tensor, plans: Sequence[Plan]) -> dict[str, tor
         groups = [color_class(phrase) for phrase, _count in plan.groups]
         values["named_present"].append(float(np.mean([len(regions[color]) > 0 for color in groups])))
         values["count_right"].append(float(np.mean([len(regions[color]) == wanted[color] for color in groups])))
-        right = [bool(regions[first] and regions[second]
-                      and holds(relation.relation, _centre_box(regions[first]), _centre_box(regions[second])))
-                 for relation in plan.relations if relation.relation not in DEPTH_RELATIONS
-                 for first, second in [(color_class(relation.first), color_class(relation.second))] if first != second]
+        right = []
+        for relation in plan.relations:
+            first, second = color_class(relation.first), color_class(relation.second)
+            if relation.relation in DEPTH_RELATIONS or first == second:
+                continue  # not readable from colors
+            right.append(bool(regions[first] and regions[second] and holds(
+                relation.relation, _centre_box(regions[first]), _centre_box(regions[second]))))
         values["relation_right"].append(float(np.mean(right)) if right else float("nan"))
     return {measure: torch.tensor(items, dtype=torch.float64) for measure, items in values.items()}

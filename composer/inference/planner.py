@@ -7,8 +7,8 @@ The grammar is the one `composer.data.scenes.caption_for` writes: object groups 
 between groups (every object of a against every object of b) and "<a> in front of | behind <b>"
 between single objects; a background "<a|an> [checkered|striped|mottled] <color> [gradient]
 background" and the fillers "a picture of", "on", "against". A relation holds as the scenes read
-it: the centres' offset along its axis is the larger one and has its sign; "in front of" is two
-overlapping boxes with centres less than 0.15 apart on both axes, the front object drawn later.
+it (`composer.data.scenes.box_relation`): overlapping boxes with near centres are one in front of
+the other (the front object drawn later); otherwise the larger centre offset decides.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.scenes import BACKGROUND_COLORS, COUNT_WORDS, OBJECT_COLORS, SHAPES
+from ..data.scenes import BACKGROUND_COLORS, COUNT_WORDS, OBJECT_COLORS, SHAPES, box_relation
 from .layout import Layout, LayoutObject
 
 RELATIONS = ("left of", "right of", "above", "below", "in front of", "behind")
 DEPTH_RELATIONS = ("in front of", "behind")
-NEAR = 0.15  # centres closer than this on both axes: one object in front of the other (the scenes' rule)
 FILLERS = {"a", "an", "picture", "of", "with", "and", "on", "against"}
 MAX_ATTEMPTS = 2000
 _COLOR = "|".join(sorted(OBJECT_COLORS, key=len, reverse=True))
@@ -86,13 +85,7 @@ def _count(word: str) -> int:
 def holds(relation: str, first: np.ndarray, second: np.ndarray) -> bool:
     """Whether box `first` is `relation` box `second` (xyxy), as the scenes' captions read it (the
     drawing order of "in front of" is the layout's, not the boxes')."""
-    dx = (first[0] + first[2] - second[0] - second[2]) / 2
-    dy = (first[1] + first[3] - second[1] - second[3]) / 2
-    if relation in DEPTH_RELATIONS:
-        return abs(dx) < NEAR and abs(dy) < NEAR
-    horizontal = abs(dx) >= abs(dy)
-    return {"left of": horizontal and dx < 0, "right of": horizontal and dx > 0,
-            "above": not horizontal and dy < 0, "below": not horizontal and dy > 0}[relation]
+    return box_relation(first, second, first_in_front=relation == "in front of") == relation
 
 
 def plan_layout(caption: str, *, max_objects: int, seed: int = 0, box_size: tuple[float, float] = (0.22, 0.32),
