@@ -23,6 +23,7 @@ from decompose import (
 )
 
 from .checks import require
+from .inference.box_energy import BoxEnergy
 from .inference.pipeline import ComposerPipeline, model_folder
 from .inputs import Conditioning
 
@@ -70,6 +71,15 @@ def check_sampling(cfg: DictConfig) -> None:
     require("seed", cfg.seed, minimum=0, integer=True)
     if "grounding_fraction" in cfg and cfg.grounding_fraction != "auto":
         require("grounding_fraction", cfg.grounding_fraction, minimum=0, maximum=1, optional=True)
+    box_energy_settings(cfg)  # its numbers too, before any work
+
+
+def box_energy_settings(cfg: DictConfig) -> BoxEnergy | None:
+    """LMD's box-energy guidance from `cfg.box_energy` (scale 0: off); bad numbers are clear errors."""
+    settings = cfg.get("box_energy")
+    if not settings or not settings.get("scale"):
+        return None
+    return BoxEnergy(**settings)
 
 
 # --- files --------------------------------------------------------------------------------------

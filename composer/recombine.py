@@ -20,7 +20,14 @@ from decompose import load_image
 from decompose.render import map_picture, to_pil
 
 from .checks import require
-from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
+from .commands import (
+    box_energy_settings,
+    build_pipeline,
+    check_sampling,
+    output_file,
+    record_output,
+    run_or_exit,
+)
 from .inference.layout import Layout, LayoutClient, load_layout
 from .inference.planner import plan_layout
 
@@ -131,7 +138,8 @@ def run(cfg: DictConfig) -> Path:
         if layout:
             inputs.update(pipe.layout_inputs(layout, cfg.batch))
     result = pipe(inputs, conditions=conditions, negative=list(cfg.negative), guidance=cfg.guidance,
-                  strength=strength, grounding_fraction=cfg.grounding_fraction, num_inference_steps=cfg.steps,
+                  strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy_settings(cfg),
+                  num_inference_steps=cfg.steps,
                   generator=generator, size=(size, size), batch_size=cfg.batch, progress=True)
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
                 representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]

@@ -82,6 +82,12 @@ def test_recombine_plans_a_scene_caption_offline(trained, tmp_path):
     assert "layout from the planner" in result.stderr and "blue star" in result.stderr
     again = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={tmp_path / 'again.png'}", "steps=2")
     assert again.returncode == 0 and out.read_bytes() == (tmp_path / "again.png").read_bytes()
+    energy = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={tmp_path / 'energy.png'}",
+                  "steps=2", "box_energy.scale=0.1", "box_energy.fraction=1")
+    assert energy.returncode == 0, energy.stderr[-2000:]
+    assert (tmp_path / "energy.png").read_bytes() != out.read_bytes()
+    negative = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, "box_energy.scale=-1")
+    assert negative.returncode == 2 and "box energy scale" in negative.stderr
     outside = _run("-m", "composer.recombine", f"checkpoint={trained}", "prompt=a cat on a sofa", "steps=2",
                    f"out={tmp_path / 'cat.png'}")
     assert outside.returncode == 2 and "outside the planner's grammar" in outside.stderr

@@ -73,6 +73,18 @@ def test_the_scenes_captions_are_planned_with_their_objects():
         assert sorted(obj.phrase for obj in layout.objects) == sorted(scene.phrases), scene.caption
 
 
+def test_objects_are_planned_apart_so_that_each_is_drawn_on_its_own():
+    for seed in range(20):
+        boxes = np.array([obj.box for obj in plan_layout("three red circles and two red squares on a gray background",
+                                                         max_objects=6, seed=seed).objects])
+        for i in range(len(boxes)):
+            for j in range(i):
+                a, b = boxes[i], boxes[j]  # some side has a strip of at least min_gap between them
+                assert max(b[0] - a[2], a[0] - b[2], b[1] - a[3], a[1] - b[3]) >= 0.06 - 1e-4, (seed, a, b)
+    crowded = plan_layout("six red circles on a gray background", max_objects=6, seed=0, min_gap=0.3)
+    assert len(crowded.objects) == 6  # no room for the gap: boxes may overlap, as in the scenes
+
+
 def _paint(classes, color, y0, x0, side=6):
     classes[y0:y0 + side, x0:x0 + side] = color_class(f"{color} circle")
 

@@ -17,17 +17,25 @@ SPECS = [ConditionSpec("caption", "text", dim=384), ConditionSpec("sketch", "loc
          ConditionSpec("masked_image", "local", channels=4)]
 
 
-@pytest.fixture(scope="module")
-def model():
-    """A tiny model whose zero-initialised parts are perturbed, so every condition has an effect."""
+def tiny_model(*, perturbed: bool = True, grounding_attention: str = "global") -> ComposerModel:
+    """A tiny model of SPECS; `perturbed`: its zero-initialised parts (gates included) moved, so
+    every condition has an effect."""
     torch.manual_seed(0)
     config = tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=16, attention_head_dim=4,
                               norm_num_groups=8, attention_levels=1)
-    net = ComposerModel(conditions=[s.to_dict() for s in SPECS], unet_config=config, local_width=8, global_tokens=2)
+    net = ComposerModel(conditions=[s.to_dict() for s in SPECS], unet_config=config, local_width=8, global_tokens=2,
+                        grounding_attention=grounding_attention)
+    if not perturbed:
+        return net.eval()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
     return net.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
 
 
 def _inputs(batch=2, seed=0):

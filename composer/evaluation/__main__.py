@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset
 from decompose import TransformersDepth, YoloInstances
 
 from ..checks import require
-from ..commands import build_pipeline, check_sampling, run_or_exit
+from ..commands import box_energy_settings, build_pipeline, check_sampling, run_or_exit
 from ..data import SceneDataset
 from ..inference.pipeline import model_folder
 from . import (
@@ -114,7 +114,8 @@ def run(cfg: DictConfig) -> Path:
                                   guidance_all=cfg.guidance_all,
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
-                                  planned_negative=tuple(cfg.planned_negative))
+                                  planned_negative=tuple(cfg.planned_negative),
+                                  box_energy=box_energy_settings(cfg))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects,
                             metrics=metrics)

@@ -157,8 +157,11 @@ def _cell(value: dict[str, float]) -> str:
     return f"{value['mean']:.3f} ± {value['sem']:.3f}"
 
 
-def _boxes(fraction: float | None) -> str:
-    return "every step" if fraction is None else f"the first {fraction:.0%} of the steps"
+def _boxes(fraction: float | None, energy: dict | None = None) -> str:
+    said = "every step" if fraction is None else f"the first {fraction:.0%} of the steps"
+    if energy and energy.get("scale"):
+        said += f" with box-energy guidance {energy['scale']:g} on the first {energy['fraction']:.0%}"
+    return said
 
 
 def _all_conditions_lines(summary: dict) -> list[str]:
@@ -235,7 +238,7 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         "",
         f"{settings['n']} held-out sources, {settings['steps']} {settings['scheduler']} steps, guidance "
         f"{settings.get('guidance_all', settings['guidance'])} with all conditions and "
-        f"{settings['guidance']} alone, boxes on {_boxes(settings.get('grounding_fraction'))}, seed {settings['seed']}; "
+        f"{settings['guidance']} alone, boxes on {_boxes(settings.get('grounding_fraction'), settings.get('box_energy'))}, seed {settings['seed']}; "
         f"{settings['seconds']:.0f} s. Values are means ± standard "
         "errors over sources. *alone*: that condition only; *all*: every condition; *unconditional*: no "
         "condition; *other scene*: the same condition-alone outputs measured against another source; "

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from decompose.render import instance_image, palette_swatch
 
 from ..data import Batch, Collate, Sample
+from ..inference.box_energy import BoxEnergy
 from ..inference.pipeline import ComposerPipeline
 from ..inference.planner import parse_caption, plan_layout
 from ..inputs import batch_inputs
@@ -49,6 +50,8 @@ class EvaluationSettings:
     sweep: tuple[float, ...] = ()
     # c1 of the captions drawn through planned layouts (empty: classifier-free guidance)
     planned_negative: tuple[str, ...] = ()
+    # LMD's box-energy guidance wherever boxes are given (None: off)
+    box_energy: BoxEnergy | None = None
 
 
 @dataclass
@@ -205,7 +208,8 @@ class Evaluation:
         if self._progress is not None:
             self._progress.update(1)
         return self.pipe(inputs, conditions=conditions, guidance=guidance, num_inference_steps=settings.steps,
-                         grounding_fraction=settings.grounding_fraction, generator=generator, size=size,
+                         grounding_fraction=settings.grounding_fraction, box_energy=settings.box_energy,
+                         generator=generator, size=size,
                          batch_size=batch, output_type="pt", progress=False, **kwargs).images.cpu()
 
     def _sweep(self, inputs: dict, truth: Truth, *, batch: int, size: tuple[int, int], result: EvaluationResult,

@@ -32,6 +32,7 @@ from decompose.masked_image import check_masks
 from ..checks import require
 from ..inputs import ConditionSource, PhraseEncoder, condition_inputs
 from ..model import ComposerModel
+from .box_energy import BoxEnergy
 from .layout import Layout
 from .region import crop, mask_window, paste
 from .sampling import KnownRegion, guided_sample, keep_only
@@ -239,7 +240,7 @@ class ComposerPipeline(DiffusionPipeline):
                  images: torch.Tensor | Mapping[str, torch.Tensor] | None = None, captions: Sequence[str] | None = None,
                  layout: Layout | None = None, conditions: Sequence[str] | str = "all", negative: Sequence[str] = (),
                  guidance: float = 3.0, strength: Mapping[str, float] | None = None,
-                 grounding_fraction: float | str | None = "auto",
+                 grounding_fraction: float | str | None = "auto", box_energy: BoxEnergy | None = None,
                  edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
@@ -261,6 +262,8 @@ class ComposerPipeline(DiffusionPipeline):
             grounding_fraction: GLIGEN's scheduled sampling, boxes on for this share of the steps
                 (None: every step; "auto": every step for a jointly trained model, 0.3 for adapters
                 on a frozen base, docs/design.md#scheduled-sampling).
+            box_energy: LMD's training-free box-energy guidance of the first steps
+                (`composer.inference.box_energy.BoxEnergy`); None: off.
             edit_image: region editing: the image `[B, 3, H, W]` to edit, at any size.
             edit_mask: `[B, 1, H, W]`, 1 = regenerate. The output has `edit_image`'s size and is
                 identical to it outside the mask.
@@ -285,8 +288,8 @@ class ComposerPipeline(DiffusionPipeline):
         if (edit_image is None) != (edit_mask is None):
             raise ValueError("region editing needs both edit_image and edit_mask")
         settings = dict(conditions=conditions, negative=negative, guidance=guidance, strength=strength,
-                        grounding_fraction=grounding_fraction, num_inference_steps=num_inference_steps,
-                        generator=generator, latents=latents, progress=progress,
+                        grounding_fraction=grounding_fraction, box_energy=box_energy,
+                        num_inference_steps=num_inference_steps, generator=generator, latents=latents, progress=progress,
                         callback_on_step_end=callback_on_step_end)
         if edit_image is not None:
             result = self._edit(inputs, images, captions, layout, edit_image=edit_image, edit_mask=edit_mask,
@@ -324,8 +327,8 @@ class ComposerPipeline(DiffusionPipeline):
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
 
     def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
-                  grounding_fraction, num_inference_steps, generator, latents, progress, callback_on_step_end,
-                  size, batch_size, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  grounding_fraction, box_energy, num_inference_steps, generator, latents, progress,
+                  callback_on_step_end, size, batch_size, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Images `[B, 3, H, W]` in [0, 1] at the model's (or the given) size; with `known =
         (image, mask)` at that size, pixels outside the mask are the image's."""
         # 2. prepare conditions
@@ -358,7 +361,7 @@ class ComposerPipeline(DiffusionPipeline):
             self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch),
             size=size, guidance=guidance, steps=num_inference_steps, generator=generator, progress=progress,
             strength=strength, scheduler=self.scheduler, latents=latents, grounding_fraction=grounding_fraction,
-            known=region, callback=callback_on_step_end,
+            known=region, callback=callback_on_step_end, energy=box_energy,
         )
         if known is not None:  # outside the mask, exactly the input
             images_out = mask * images_out + (1 - mask) * edit_image

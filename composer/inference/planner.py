@@ -89,11 +89,14 @@ def holds(relation: str, first: np.ndarray, second: np.ndarray) -> bool:
 
 
 def plan_layout(caption: str, *, max_objects: int, seed: int = 0, box_size: tuple[float, float] = (0.22, 0.32),
-                max_overlap: float = 0.2) -> Layout | None:
+                min_gap: float = 0.06, max_overlap: float = 0.2) -> Layout | None:
     """A Layout for `caption` (None if it is outside the scenes' grammar). Boxes are squares with
-    sides drawn from `box_size` (the scenes' object sizes), overlapping each other by at most
-    `max_overlap` of the smaller box, sampled until every relation holds; a caption no layout can
-    satisfy (too many objects, contradictory relations) is a ValueError naming it."""
+    sides drawn from `box_size` (the scenes' object sizes), sampled until every relation holds.
+    The first half of the attempts keeps boxes `min_gap` of the image apart, so that objects of one
+    color are drawn as separate objects (docs/experiments.md#planner-spacing); the rest let them
+    overlap by at most `max_overlap` of the smaller box, as the scenes do, for crowded captions.
+    A caption no layout can satisfy (too many objects, contradictory relations) is a ValueError
+    naming it."""
     plan = parse_caption(caption)
     if plan is None:
         return None
@@ -105,8 +108,9 @@ def plan_layout(caption: str, *, max_objects: int, seed: int = 0, box_size: tupl
              for j, other in enumerate(phrases) if other == r.second]
     stacked = {frozenset((i, j)) for relation, i, j in pairs if relation in DEPTH_RELATIONS}
     rng = np.random.default_rng(seed)
-    for _attempt in range(MAX_ATTEMPTS):
-        boxes = _sample_boxes(len(phrases), rng, box_size, max_overlap, stacked)
+    for attempt in range(MAX_ATTEMPTS):
+        gap = min_gap if attempt < MAX_ATTEMPTS // 2 else None
+        boxes = _sample_boxes(len(phrases), rng, box_size, stacked, gap=gap, max_overlap=max_overlap)
         if boxes is not None and all(holds(relation, boxes[i], boxes[j]) for relation, i, j in pairs):
             objects = [LayoutObject(phrase, tuple(round(float(v), 4) for v in box)) for phrase, box in zip(phrases, boxes, strict=True)]
             return Layout(plan.background, "", objects)
@@ -130,22 +134,30 @@ def _drawing_order(plan: Plan) -> list[str]:
     return phrases
 
 
-def _sample_boxes(count: int, rng: np.random.Generator, box_size: tuple[float, float], max_overlap: float,
-                  stacked: set[frozenset[int]], tries: int = 50) -> np.ndarray | None:
+def _sample_boxes(count: int, rng: np.random.Generator, box_size: tuple[float, float], stacked: set[frozenset[int]],
+                  *, gap: float | None, max_overlap: float, tries: int = 50) -> np.ndarray | None:
     """`[count, 4]` square xyxy boxes inside the image, placed one by one (as the scenes place
-    objects), each overlapping any earlier one it is not `stacked` with (one in front of the other)
-    by at most `max_overlap` of the smaller box; None when a box finds no place in `tries`."""
+    objects). Each keeps from any earlier one it is not `stacked` with (one in front of the other)
+    a `gap` on some side, or with `gap=None` overlaps it by at most `max_overlap` of the smaller box;
+    None when a box finds no place in `tries`."""
     boxes = np.zeros((count, 4))
     for i in range(count):
         for _try in range(tries):
             side = rng.uniform(*box_size)
             corner = rng.uniform(0, 1 - side, size=2)
             boxes[i] = (*corner, *(corner + side))
-            if all(frozenset((i, j)) in stacked or _overlap(boxes[i], boxes[j]) <= max_overlap for j in range(i)):
+            if all(frozenset((i, j)) in stacked
+                   or (_gap(boxes[i], boxes[j]) >= gap if gap is not None else _overlap(boxes[i], boxes[j]) <= max_overlap)
+                   for j in range(i)):
                 break
         else:
             return None
     return boxes
+
+
+def _gap(first: np.ndarray, second: np.ndarray) -> float:
+    """The widest empty strip between two xyxy boxes (negative when they overlap)."""
+    return max(second[0] - first[2], first[0] - second[2], second[1] - first[3], first[1] - second[3])
 
 
 def _overlap(first: np.ndarray, second: np.ndarray) -> float:

@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 
 from conditions import ConditionOutputs
 
+from .box_energy import BoxEnergy, guide_by_box_energy
+
 
 def concat_outputs(first: ConditionOutputs, second: ConditionOutputs) -> ConditionOutputs:
     """Stack two conditionings along the batch (contexts padded to the same length)."""
@@ -79,13 +81,15 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
                   steps: int = 50, generator: torch.Generator | None = None, progress: bool = False,
                   strength: Mapping[str, float] | None = None, scheduler=None, latents: torch.Tensor | None = None,
                   grounding_fraction: float | None = None, known: KnownRegion | None = None,
-                  decode: bool = True, callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
-                  ) -> torch.Tensor:
+                  decode: bool = True, callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+                  energy: BoxEnergy | None = None) -> torch.Tensor:
     """Images `[B, 3, H, W]` in [0, 1] (or the final latents with `decode=False`).
 
     `keep_c2` / `keep_c1` say per condition and sample which conditions each branch sees.
     `grounding_fraction` (GLIGEN scheduled sampling): grounding conditions are on for the first
     `fraction * steps` steps only. `known` re-imposes a region of a source image at every step.
+    `energy`: box-energy guidance of `x_t` before the first steps (`composer.inference.box_energy`),
+    while the boxes are on.
     `callback(index, timestep, sample)` runs after every step with the current sample
     `[B, C, h, w]` (as diffusers' `callback_on_step_end`): for previews, logging or early stops.
     """
@@ -115,8 +119,12 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
     timesteps = scheduler.timesteps
     # Stochastic schedulers take the generator; deterministic ones (UniPC, ...) have no such argument.
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    grounded = any(keep_c2[spec.name].any() for spec in model.conditioner.specs.values() if spec.kind == "grounding")
+    energy_steps = min(energy.steps(len(timesteps)), switch) if energy is not None and grounded else 0
     for index, timestep in enumerate(tqdm(timesteps, disable=not progress, desc="sampling")):
         both = early if index < switch else late
+        if index < energy_steps:  # LMD's energy guidance on the branch that holds the boxes
+            sample = guide_by_box_energy(model, sample, timestep, first_half(both, batch), energy, scheduler=scheduler)
         if guidance == 1:  # w = 1 is eps(c2) alone: the c1 branch would be weighted 0, so it is not run
             scaled = scheduler.scale_model_input(sample, timestep)
             guided = model(scaled, timestep.expand(batch), first_half(both, batch)).float()
