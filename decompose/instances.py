@@ -130,14 +130,20 @@ class YoloInstances(Extractor):
     order = 5
     channels = 1  # the model sees the instances as a label map (`Instances.label_map`)
 
-    def __init__(self, weights, max_objects: int = 30, confidence: float = 0.25, iou: float = 0.7):
+    def __init__(self, weights, max_objects: int = 30, confidence: float = 0.25, iou: float = 0.7,
+                 size: int | None = None):
+        """`size`: run the network with the image's longer side at this many pixels (the size it was
+        trained at, like ultralytics' `imgsz`), and bring the masks back to the image's size; None
+        runs it at the image's own size."""
         super().__init__()
         if max_objects < 1:
             raise ValueError(f"max_objects must be >= 1, got {max_objects}")
+        if size is not None and size < 1:
+            raise ValueError(f"size must be None or >= 1 pixel, got {size}")
         yolo = weights if hasattr(weights, "predict") else load_yolo(weights)
         self.network = getattr(yolo, "model", yolo).eval()  # the segmentation network: registered, moves with .to()
         self.names = {int(key): str(value) for key, value in self.network.names.items()}
-        self.max_objects, self.confidence, self.iou = max_objects, confidence, iou
+        self.max_objects, self.confidence, self.iou, self.size = max_objects, confidence, iou, size
 
     def render(self, value: Instances, index: int):
         return render_instances(value, index)
@@ -149,6 +155,17 @@ class YoloInstances(Extractor):
         return self
 
     def extract(self, images: torch.Tensor, inputs: ExtractorInputs) -> Instances:
+        height, width = images.shape[-2:]
+        if self.size is None or max(height, width) == self.size:
+            return self._segment(images)
+        scale = self.size / max(height, width)
+        resized = F.interpolate(images, size=(max(1, round(height * scale)), max(1, round(width * scale))),
+                                mode="bilinear", align_corners=False, antialias=scale < 1)
+        found = self._segment(resized)  # boxes are normalised: only the masks change size
+        masks = F.interpolate(found.masks.float(), size=(height, width), mode="bilinear", align_corners=False) > 0.5
+        return Instances(masks, found.boxes, found.scores, found.valid, found.labels)
+
+    def _segment(self, images: torch.Tensor) -> Instances:
         from ultralytics.utils.nms import non_max_suppression
         from ultralytics.utils.ops import process_mask
 

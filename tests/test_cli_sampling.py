@@ -65,13 +65,32 @@ def test_recombine_writes_a_grid_and_sweeps_write_an_index(trained, files, tmp_p
     assert all(Path(row["output"]).is_file() for row in rows)
 
 
+def test_recombine_reads_every_condition_of_a_users_photo_with_the_zoo_models(trained, tmp_path):
+    """Instances, depth and the image embedding of a photo of its own size come from the zoo's
+    models (nothing is left out), and the image embedding alone gives variations (Composer sec. 4)."""
+    scene = SceneDataset(size=128, split="val")[5].image
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray((scene.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).resize((200, 150)).save(photo)
+    out = tmp_path / "all.png"
+    result = _run("-m", "composer.recombine", f"checkpoint={trained}", f"instances={photo}", f"depth={photo}",
+                  f"image_embedding={photo}", f"sketch={photo}", f"out={out}", "steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "left out" not in result.stderr and out.is_file()
+    variations = tmp_path / "variations.png"
+    result = _run("-m", "composer.recombine", f"checkpoint={trained}", f"image_embedding={photo}", "batch=3",
+                  f"out={variations}", "steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    made = [Image.open(tmp_path / name).convert("RGB") for name in ("variations-1.png", "variations-2.png")]
+    assert np.asarray(made[0]).tolist() != np.asarray(made[1]).tolist()  # the same embedding, other noise
+
+
 def test_recombine_errors(trained, files, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = _run("-m", "composer.recombine", f"checkpoint={empty}", f"sketch={files / 'scene0.png'}")
     assert result.returncode == 2 and "not a Composer model folder" in result.stderr
-    result = _run("-m", "composer.recombine", f"checkpoint={trained}", "image_embedding=" + str(files / "scene0.png"))
-    assert result.returncode == 2 and "has no condition ['image_embedding']" in result.stderr
+    result = _run("-m", "composer.recombine", f"checkpoint={trained}", "normals=" + str(files / "scene0.png"))
+    assert result.returncode == 2 and "has no condition ['normals']" in result.stderr
 
 
 def test_recombine_plans_a_scene_caption_offline(trained, tmp_path):

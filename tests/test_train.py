@@ -130,6 +130,27 @@ def test_data_experiments_pick_conditions_the_data_can_supply(image_folder, shar
         assert set(cfg.condition) == {"caption", "color", "sketch", "intensity", "masked_image", "grounding"}
 
 
+def test_the_default_decomposes_with_the_zoo_and_annotated_uses_the_scenes_annotations():
+    from decompose import (
+        AnnotatedDepth,
+        AnnotatedInstances,
+        ClipImageEncoder,
+        TransformersDepth,
+        YoloInstances,
+    )
+
+    def extractors(overrides):
+        conditions = OmegaConf.to_container(_compose(overrides).condition, resolve=True)
+        return {name: instantiate(settings["extractor"]) for name, settings in conditions.items() if settings.get("extractor")}
+
+    default = extractors([])
+    assert isinstance(default["instances"], YoloInstances) and default["instances"].size == 64
+    assert isinstance(default["depth"], TransformersDepth) and isinstance(default["image_embedding"], ClipImageEncoder)
+    annotated = extractors(["experiment=annotated"])
+    assert isinstance(annotated["instances"], AnnotatedInstances) and isinstance(annotated["depth"], AnnotatedDepth)
+    assert "image_embedding" not in annotated and _compose(["experiment=annotated"]).run_dir == "runs/annotated"
+
+
 def test_experiments_compose(latent_unet, tiny_clip_dir, tiny_depth_dir, tiny_yolo_file, shard):
     smoke = _compose(["experiment=smoke"])
     assert smoke.trainer.max_steps == 3 and smoke.run_dir == "runs/smoke"

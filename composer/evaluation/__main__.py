@@ -117,8 +117,11 @@ def run(cfg: DictConfig) -> Path:
                                   planned_negative=tuple(cfg.planned_negative),
                                   box_energy=box_energy_settings(cfg))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
-    evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances), settings, cfg.data.max_objects,
-                            metrics=metrics)
+    # The image embedding is read back by the encoder that made the condition (Composer's variations)
+    extractors = pipe.decomposer.extractors if pipe.decomposer is not None else {}
+    embedder = extractors["image_embedding"] if "image_embedding" in extractors else None
+    evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances, embedder=embedder), settings,
+                            cfg.data.max_objects, metrics=metrics)
     result = evaluation(samples)
 
     quality = {}

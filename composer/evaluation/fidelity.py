@@ -17,6 +17,8 @@ source's ground truth (the built-in scenes' masks and depth):
     all          psnr              the output against its source, in dB (every run has it; the
                                    report shows it for all conditions together)
     masked_image kept_error        mean absolute error on the pixels the condition showed
+    image_embedding  embedding_similarity  cosine of the output's and the source's image embeddings
+                                   (the model's own image encoder reads both)
     grounding    objects_found     share of layout objects found in their box with the right
                                    phrase: pixels of the object's color inside its box (+1 px)
                                    overlap its source mask with IoU >= 0.5 (color and shape),
@@ -66,6 +68,7 @@ MEASURES: dict[str, bool] = {
     "objects_found": True,  # objects in their boxes with the right color
     "mask_iou": True,  # those objects' IoU
     "psnr": True,  # the whole image against its source
+    "embedding_similarity": True,  # cosine of the output's and the source's image embeddings
 }
 FOUND_IOU = 0.5
 # The scenes' background depth runs 0 to 0.1; a larger eps keeps that ramp from dominating the
@@ -167,6 +170,8 @@ def condition_fidelity(output: Reading, truth: Truth) -> dict[str, torch.Tensor]
         "correlation": correlation(output.gray, source.gray),
         "psnr": psnr(output.images, source.images),
     }
+    if output.embedding is not None and source.embedding is not None:
+        values["embedding_similarity"] = (output.embedding * source.embedding).sum(-1)
     if output.depth is not None and truth.depth is not None:
         values["si_error"] = scale_invariant_error(output.depth, truth.depth, DEPTH_EPS)
     if truth.kept is not None:

@@ -46,6 +46,7 @@ class Reading:
     depth: torch.Tensor | None = None  # [B, 1, H, W], 1 = near
     classes: torch.Tensor | None = None  # [B, H, W]: 0 background, 1 + i = COLOR_NAMES[i]
     instances: Instances | None = None  # detections (an instance extractor such as YOLO), elsewhere
+    embedding: torch.Tensor | None = None  # [B, D] L2-normalised image embedding (the model's image encoder)
 
     def roll(self, shift: int = 1) -> Reading:
         """The batch shifted by `shift`: image i is read as image i - shift (another scene's)."""
@@ -59,18 +60,19 @@ class Reading:
             instances = Instances(move(self.instances.masks), move(self.instances.boxes), move(self.instances.scores),
                                   move(self.instances.valid), [self.instances.labels[i] for i in order])
         return Reading(move(self.images), move(self.palette), move(self.sketch), move(self.gray), move(self.depth),
-                       move(self.classes), instances)
+                       move(self.classes), instances, move(self.embedding))
 
 
 class Reader:
     """Reads palette, sketch and gray with weight-free extractors; depth and object colors with a
     `SceneParser` (built-in scenes); elsewhere depth with a depth extractor (e.g.
-    `decompose.TransformersDepth`) and objects with an instance extractor (`decompose.YoloInstances`)."""
+    `decompose.TransformersDepth`) and objects with an instance extractor (`decompose.YoloInstances`);
+    with `embedder` (an image encoder such as `decompose.ClipImageEncoder`), the image embedding."""
 
     def __init__(self, parser: SceneParser | None = None, depth: torch.nn.Module | None = None, *,
                  color: ColorHistogram | None = None, sketch: torch.nn.Module | None = None,
-                 instances: torch.nn.Module | None = None):
-        self.parser, self.depth, self.instances = parser, depth, instances
+                 instances: torch.nn.Module | None = None, embedder: torch.nn.Module | None = None):
+        self.parser, self.depth, self.instances, self.embedder = parser, depth, instances, embedder
         self.color = color or ColorHistogram()
         self.sketch = sketch or ClassicalSketch()
         self.gray = Intensity(randomize=False)  # BT.601 luma for every image
@@ -86,6 +88,8 @@ class Reader:
             reading.depth = normalize_per_image(self.depth(images.to(_device(self.depth))).float()).cpu()
         if self.instances is not None:
             reading.instances = self.instances(images.to(_device(self.instances))).to("cpu")
+        if self.embedder is not None:  # the image encoder that made the image-embedding condition
+            reading.embedding = self.embedder(images.to(_device(self.embedder))).float().cpu()
         return reading
 
 

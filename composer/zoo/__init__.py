@@ -1,8 +1,10 @@
 """In-domain perception models for the built-in scenes, trained here and shipped small
 (safetensors) inside the package, loaded through each library's real loading path.
 
-    python -m composer.zoo train image_encoder --out DIR   # retrain from scratch, prints its accuracy
-    python -m composer.zoo evaluate image_encoder          # the shipped model's held-out accuracy
+    python -m composer.zoo train MODEL --out PATH   # retrain from scratch, prints its held-out accuracy
+    python -m composer.zoo evaluate MODEL           # the shipped model's held-out accuracy
+
+MODEL is image_encoder, depth or yolo.
 
 `shipped(name)` is the folder of a shipped model.
 """
@@ -12,11 +14,38 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-MODELS = {"image_encoder": "scenes-clip-vision"}  # name -> folder under weights/
+# name -> what is shipped under weights/: transformers folders, the YOLO as one safetensors file
+MODELS = {"image_encoder": "scenes-clip-vision", "depth": "scenes-depth-anything", "yolo": "scenes-yolov8-seg.safetensors"}
 
 
 def shipped(name: str) -> Path:
-    """The folder of the shipped model `name`, or a ValueError naming the models there are."""
+    """The path of the shipped model `name`, or a ValueError naming the models there are."""
     if name not in MODELS:
         raise ValueError(f"no zoo model {name!r}; the zoo has {sorted(MODELS)}")
     return WEIGHTS / MODELS[name]
+
+
+# Extractors built from the shipped models, for `conf/condition/*.yaml` (`_target_: composer.zoo.…`);
+# a path swaps in a retrained model.
+
+
+def instances(weights: str | None = None, max_objects: int = 30, size: int | None = 64):
+    """`decompose.YoloInstances` of the shipped scenes YOLO (or `weights`), run at `size` pixels
+    (the shipped one was trained on 32-pixel scenes scaled to 64)."""
+    from decompose import YoloInstances
+
+    return YoloInstances(str(weights or shipped("yolo")), max_objects, size=size)
+
+
+def depth(path_or_id: str | None = None):
+    """`decompose.TransformersDepth` of the shipped scenes Depth Anything (or `path_or_id`)."""
+    from decompose import TransformersDepth
+
+    return TransformersDepth.from_pretrained(path_or_id or shipped("depth"))
+
+
+def image_encoder(path_or_id: str | None = None):
+    """`decompose.ClipImageEncoder` of the shipped scenes CLIP vision tower (or `path_or_id`)."""
+    from decompose import ClipImageEncoder
+
+    return ClipImageEncoder.from_pretrained(path_or_id or shipped("image_encoder"))

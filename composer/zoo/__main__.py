@@ -1,63 +1,117 @@
-"""`python -m composer.zoo train|evaluate image_encoder [...]`: retrain a zoo model from scratch, or
-measure one (the shipped one by default) on held-out scenes. Prints JSON."""
+"""`python -m composer.zoo train|evaluate MODEL [...]`: retrain a zoo model from scratch, or measure
+one (the shipped one by default) on held-out scenes. Prints JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from decompose import ClipImageEncoder, TextEncoder
-
 from . import MODELS, shipped
-from .image_encoder import retrieval_recall, save_image_encoder, scene_pairs, train_image_encoder
 
-HELD_OUT = 64  # the issue's measure: recall@1 among 64 held-out scenes
+HELD_OUT = 64  # held-out scenes for retrieval and depth
+HELD_OUT_YOLO = 256  # YOLO's mAP needs more objects to be stable
+DEFAULTS = {"image_encoder": dict(steps=600, scenes=8192, batch=256),
+            "depth": dict(steps=900, scenes=8192, batch=32),
+            "yolo": dict(steps=40, scenes=4096, batch=64)}  # yolo: steps are epochs
 
 
-def folder_size_mb(folder: Path) -> float:
-    return round(sum(f.stat().st_size for f in folder.glob("*") if f.is_file()) / 2**20, 2)
+def size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [f for f in path.glob("*") if f.is_file()]
+    return round(sum(f.stat().st_size for f in files) / 2**20, 2)
+
+
+def image_encoder(args, out: Path | None, path: Path | None) -> dict:
+    from decompose import ClipImageEncoder, TextEncoder
+
+    from .image_encoder import (
+        retrieval_recall,
+        save_image_encoder,
+        scene_pairs,
+        train_image_encoder,
+    )
+
+    text = TextEncoder.minilm()
+    if out is not None:
+        train = scene_pairs(text, split="train", count=args.scenes, size=args.size)
+        save_image_encoder(train_image_encoder(train, steps=args.steps, batch=args.batch, seed=args.seed), out)
+        path = out
+    held_out = scene_pairs(text, split="val", count=HELD_OUT, size=args.size, progress=False)
+    recall = retrieval_recall(ClipImageEncoder.from_pretrained(path), held_out)  # the public loading path
+    return {"recall_at_1": round(recall, 4), "chance": round(1 / HELD_OUT, 4), "held_out_scenes": HELD_OUT}
+
+
+def depth(args, out: Path | None, path: Path | None) -> dict:
+    from decompose import TransformersDepth
+
+    from .depth import depth_error, save_depth, scene_depths, train_depth
+
+    if out is not None:
+        images, depths = scene_depths(split="train", count=args.scenes, size=args.size)
+        save_depth(train_depth(images, depths, steps=args.steps, batch=args.batch, seed=args.seed), out)
+        path = out
+    images, depths = scene_depths(split="val", count=HELD_OUT, size=args.size, progress=False)
+    error = depth_error(TransformersDepth.from_pretrained(path), images, depths)
+    return {"si_error": round(error, 4), "held_out_scenes": HELD_OUT}
+
+
+def yolo(args, out: Path | None, path: Path | None) -> dict:
+    from .yolo import evaluate_yolo, export_scenes, train_yolo
+
+    network_size = 2 * args.size  # ultralytics scales the scenes up: objects of a few pixels need it
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        data = export_scenes(work / "data", train=args.scenes if out is not None else 0, val=HELD_OUT_YOLO,
+                             size=args.size, progress=out is not None)
+        if out is not None:
+            train_yolo(data, epochs=args.steps, size=network_size, batch=args.batch, work=work, out=out, seed=args.seed)
+            path = out
+        metrics = evaluate_yolo(path, data, size=network_size, work=work)
+    return {**metrics, "held_out_scenes": HELD_OUT_YOLO, "network_size": network_size}
+
+
+RUNNERS = {"image_encoder": image_encoder, "depth": depth, "yolo": yolo}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m composer.zoo", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["train", "evaluate"])
     parser.add_argument("model", choices=sorted(MODELS))
-    parser.add_argument("--out", type=Path, help="train: the folder to write (must not exist unless --overwrite)")
-    parser.add_argument("--path", type=Path, help="evaluate: a model folder (default: the shipped one)")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--scenes", type=int, default=8192, help="training scenes")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--out", type=Path, help="train: where to write (must not exist unless --overwrite)")
+    parser.add_argument("--path", type=Path, help="evaluate: a model (default: the shipped one)")
+    parser.add_argument("--steps", type=int, help="training steps (epochs for yolo); default per model")
+    parser.add_argument("--scenes", type=int, help="training scenes; default per model")
+    parser.add_argument("--batch", type=int, help="default per model")
+    parser.add_argument("--size", type=int, default=32, help="scene size in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    for name in ("steps", "scenes", "batch"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    text = TextEncoder.minilm()
-    held_out = scene_pairs(text, split="val", count=HELD_OUT, size=args.size, progress=False)
-    report: dict[str, object] = {"model": args.model, "held_out_scenes": HELD_OUT}
+    for name, default in DEFAULTS[args.model].items():
+        value = getattr(args, name)
+        if value is None:
+            setattr(args, name, default)
+        elif value < 1:
+            parser.error(f"--{name} must be at least 1, got {value}")
+    out = path = None
     if args.action == "train":
         if args.out is None:
-            parser.error("train needs --out DIR (the shipped model is replaced only by writing its folder explicitly)")
-        if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+            parser.error("train needs --out (the shipped model is replaced only by naming its path)")
+        if args.out.exists() and (args.out.is_file() or any(args.out.iterdir())) and not args.overwrite:
             parser.error(f"{args.out} exists and is not empty; pass --overwrite to replace it")
-        started = time.perf_counter()
-        train = scene_pairs(text, split="train", count=args.scenes, size=args.size)
-        encoder = train_image_encoder(train, steps=args.steps, batch=args.batch, seed=args.seed)
-        save_image_encoder(encoder, args.out)
-        report.update(training_seconds=round(time.perf_counter() - started, 1), steps=args.steps,
-                      training_scenes=args.scenes, folder=str(args.out), size_mb=folder_size_mb(args.out))
-        path = args.out
+        out = args.out
     else:
         path = args.path or shipped(args.model)
-        report.update(folder=str(path), size_mb=folder_size_mb(path))
-    encoder = ClipImageEncoder.from_pretrained(path)  # the public loading path
-    report["recall_at_1"] = round(retrieval_recall(encoder, held_out), 4)
-    report["chance"] = round(1 / HELD_OUT, 4)
+        if not path.exists():
+            parser.error(f"{path} does not exist")
+    started = time.perf_counter()
+    report = {"model": args.model, **RUNNERS[args.model](args, out, path)}
+    where = out or path
+    report.update(path=str(where), size_mb=size_mb(where), seconds=round(time.perf_counter() - started, 1))
+    if out is not None:
+        report.update(steps=args.steps, training_scenes=args.scenes)
     print(json.dumps(report, indent=2))
     return 0
 
