@@ -18,16 +18,18 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     conditions = {row["condition"] for row in report["fidelity"]}
-    assert conditions == {"caption", "color", "sketch", "instances", "depth", "intensity", "masked_image", "grounding"}
+    assert conditions == {"caption", "image_embedding", "color", "sketch", "instances", "depth", "intensity",
+                          "masked_image", "grounding"}
     for row in report["fidelity"]:
         for column in ("alone", "all", "unconditional", "other_scene", "source"):
             assert set(row[column]) == {"mean", "sem"}, (row["metric"], column)
-        if row["metric"] in ("sketch/edge_f1", "color/histogram_intersection", "intensity/correlation"):
+        if row["metric"] in ("sketch/edge_f1", "color/histogram_intersection", "intensity/correlation",
+                             "image_embedding/embedding_similarity"):
             assert row["source"]["mean"] > 0.999  # a source read against itself
     assert report["editing"]["max_change_outside"] == 0.0
     assert report["editing"]["mean_change_inside"]["mean"] > 0  # the edit did change the box
     assert {"a_vs_a", "a_vs_b", "b_vs_a", "b_vs_b"} <= set(report["recombination"])
-    assert report["recombination"]["a"]["condition"] == "sketch" and report["recombination"]["b"]["metric"] == "histogram_intersection"
+    assert report["recombination"]["a"]["condition"] == "sketch" and report["recombination"]["b"]["metric"] == "embedding_similarity"
     assert report["settings"]["n"] == 4 and report["settings"]["reader"] == "scene parser"
     assert set(report["all_conditions"]) == {"psnr", "histogram_intersection"}
     assert report["all_conditions"]["psnr"]["source"]["mean"] == 100.0  # a source against itself

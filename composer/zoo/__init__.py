@@ -25,11 +25,12 @@ def shipped(name: str) -> Path:
     return WEIGHTS / MODELS[name]
 
 
-# Extractors built from the shipped models, for `conf/condition/*.yaml` (`_target_: composer.zoo.…`);
-# a path swaps in a retrained model.
+# Extractors built from the shipped models for `conf/condition/*.yaml` (`_target_:
+# composer.zoo.scenes_...`: not named like the submodules, which hydra would import instead); a
+# path swaps in a retrained model.
 
 
-def instances(weights: str | None = None, max_objects: int = 30, size: int | None = 64):
+def scenes_instances(weights: str | None = None, max_objects: int = 30, size: int | None = 64):
     """`decompose.YoloInstances` of the shipped scenes YOLO (or `weights`), run at `size` pixels
     (the shipped one was trained on 32-pixel scenes scaled to 64)."""
     from decompose import YoloInstances
@@ -37,14 +38,14 @@ def instances(weights: str | None = None, max_objects: int = 30, size: int | Non
     return YoloInstances(str(weights or shipped("yolo")), max_objects, size=size)
 
 
-def depth(path_or_id: str | None = None):
+def scenes_depth(path_or_id: str | None = None):
     """`decompose.TransformersDepth` of the shipped scenes Depth Anything (or `path_or_id`)."""
     from decompose import TransformersDepth
 
     return TransformersDepth.from_pretrained(path_or_id or shipped("depth"))
 
 
-def image_encoder(path_or_id: str | None = None):
+def scenes_image_encoder(path_or_id: str | None = None):
     """`decompose.ClipImageEncoder` of the shipped scenes CLIP vision tower (or `path_or_id`)."""
     from decompose import ClipImageEncoder
 
