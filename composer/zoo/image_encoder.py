@@ -21,7 +21,7 @@ from ..data.scenes import SceneDataset
 
 
 def tiny_clip_vision(*, size: int = 32, projection_dim: int = 384, hidden: int = 96, layers: int = 4):
-    """A CLIPVisionModelWithProjection of about 0.5M parameters: 4x4 patches at `size` pixels."""
+    """A CLIPVisionModelWithProjection of about 0.35M parameters: 4x4 patches at `size` pixels."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(image_size=size, patch_size=4, hidden_size=hidden, intermediate_size=2 * hidden,

@@ -57,9 +57,9 @@ def export_scenes(folder: str | os.PathLike, *, train: int, val: int, size: int,
     return data
 
 
-def train_yolo(data: Path, *, epochs: int, size: int, batch: int, work: Path, out: Path, seed: int = 0) -> dict:
-    """Trains the reduced yolov8n-seg on `data` with ultralytics' trainer; writes `out` (safetensors
-    by `save_yolo`). Returns ultralytics' validation of the final model."""
+def train_yolo(data: Path, *, epochs: int, size: int, batch: int, work: Path, out: Path, seed: int = 0) -> None:
+    """Trains the reduced yolov8n-seg on `data` with ultralytics' trainer (its checkpoints stay in
+    `work`) and writes the final model to `out` (safetensors, by `save_yolo`)."""
     from ultralytics import YOLO
 
     config = work / "scenes-yolo-seg.yaml"
@@ -69,7 +69,6 @@ def train_yolo(data: Path, *, epochs: int, size: int, batch: int, work: Path, ou
                deterministic=True, project=str(work), name="train", exist_ok=True, plots=False, amp=False,
                mosaic=0.0, verbose=False, val=False)
     save_yolo(yolo, out)
-    return {}
 
 
 def evaluate_yolo(weights: Path, data: Path, *, size: int, work: Path) -> dict:
