@@ -56,7 +56,7 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     assert "## Captions through planned layouts (LMD)" in markdown
     assert Image.open(out / "guidance.png").width > 300
     grid = Image.open(out / "grid.png")
-    rows = 5 + 2 + 8 + 3  # sources and 4 readings; unconditional, all; 8 conditions; planned layout, recombination, edit
+    rows = 5 + 2 + 9 + 3  # sources and 4 readings; unconditional, all; 9 conditions; planned layout, recombination, edit
     assert grid.height == rows * (96 + 2) and grid.width > 2 * 96
 
 
