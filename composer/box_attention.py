@@ -39,9 +39,7 @@ class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):
 
     def allowed(self, n_visual: int, n_tokens: int) -> torch.Tensor:
         """`[B, n_visual + n_tokens, same]`: which pairs may attend; visual-token pairs only inside the box."""
-        height, width = self.image_shape
-        scale = math.sqrt(height * width / n_visual)  # the UNet level's downsampling
-        grid = (round(height / scale), round(width / scale))
+        grid = token_grid(self.image_shape, n_visual)
         boxes = self.token_boxes
         if boxes.shape[1] != n_tokens or grid[0] * grid[1] != n_visual:
             raise ValueError(f"{boxes.shape[1]} token boxes for {n_tokens} tokens, or grid {grid} for {n_visual} visual tokens")
@@ -51,6 +49,13 @@ class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):
         allowed[:, n_visual:, :n_visual] = inside
         allowed[:, :n_visual, n_visual:] = inside.transpose(1, 2)
         return allowed
+
+
+def token_grid(image_shape: tuple[int, int], n_visual: int) -> tuple[int, int]:
+    """`(h, w)` of the `n_visual` visual tokens at a UNet level, for an input of `image_shape`."""
+    height, width = image_shape
+    scale = math.sqrt(height * width / n_visual)  # the level's downsampling
+    return round(height / scale), round(width / scale)
 
 
 def set_token_boxes(unet: torch.nn.Module, boxes: torch.Tensor | None, image_shape: tuple[int, int] | None) -> None:

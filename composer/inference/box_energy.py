@@ -25,6 +25,7 @@ from conditions import ConditionOutputs
 from conditions.conditioner import WHOLE_IMAGE
 from conditions.grounding_encoder import box_coverage
 
+from ..box_attention import token_grid
 from ..checks import require
 
 
@@ -97,9 +98,7 @@ def box_energy(maps: list[torch.Tensor], token_boxes: torch.Tensor, image_shape:
     for probs in maps:
         n_visual = probs.shape[-1] - n_tokens
         to_tokens = probs.reshape(batch, -1, *probs.shape[1:])[:, :, :n_visual, n_visual:].mean(1)  # [B, n_visual, M]
-        scale = (image_shape[0] * image_shape[1] / n_visual) ** 0.5  # the level's downsampling
-        grid = (round(image_shape[0] / scale), round(image_shape[1] / scale))
-        inside = box_coverage(token_boxes.float(), grid).flatten(2).to(probs.dtype)  # [B, M, n_visual]
+        inside = box_coverage(token_boxes.float(), token_grid(image_shape, n_visual)).flatten(2).to(probs.dtype)  # [B, M, n_visual]
         attention = to_tokens.transpose(1, 2)  # [B, M, n_visual]
         share = (attention * inside).sum(-1) / attention.sum(-1).clamp_min(1e-8)
         energies.append(((1 - share) ** 2 * is_object).sum(-1) / is_object.sum(-1).clamp_min(1))
