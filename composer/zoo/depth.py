@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from decompose import TransformersDepth
+from decompose.pretrained import normalize
 
 from ..data.scenes import SceneDataset
 from ..evaluation.fidelity import DEPTH_EPS
@@ -69,7 +70,7 @@ def train_depth(images: torch.Tensor, depths: torch.Tensor, *, steps: int, batch
 
 def raw_depth(extractor: TransformersDepth, images: torch.Tensor) -> torch.Tensor:
     """The model's depth `[B, 1, H, W]` at the images' size, before the per-image scaling."""
-    pixels = (images - images.new_tensor(MEAN).view(1, 3, 1, 1)) / images.new_tensor(STD).view(1, 3, 1, 1)
+    pixels = normalize(images, extractor.mean, extractor.std)  # as TransformersDepth.extract does
     predicted = extractor.model(pixel_values=pixels).predicted_depth.unsqueeze(1)
     return F.interpolate(predicted, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
