@@ -26,6 +26,7 @@ from .checks import require
 from .inference.box_energy import BoxEnergy
 from .inference.pipeline import ComposerPipeline, model_folder
 from .inputs import Conditioning
+from .prior import EmbeddingPrior
 
 
 def instantiate_extractors(conditions: dict) -> list:
@@ -34,10 +35,10 @@ def instantiate_extractors(conditions: dict) -> list:
 
 
 def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: bool = False,
-                   allow_missing_weights: bool = False) -> ComposerPipeline:
-    """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights).
-    With `annotations`, extractors that pass a dataset's ground truth through are kept (for
-    evaluating on that dataset)."""
+                   allow_missing_weights: bool = False, prior: EmbeddingPrior | None = None) -> ComposerPipeline:
+    """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights)
+    and, if given, Composer's prior. With `annotations`, extractors that pass a dataset's ground
+    truth through are kept (for evaluating on that dataset)."""
     pipe = ComposerPipeline.from_checkpoint(checkpoint, scheduler, allow_missing_weights=allow_missing_weights)
     folder = model_folder(checkpoint)
     conditions_file = folder / "conditions.yaml"
@@ -56,7 +57,7 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: boo
         if isinstance(extractor, Intensity):
             extractor.randomize = False  # docs/design.md#intensity-at-sampling: one fixed gray, reproducible
     conditioning = Conditioning.build(conditions, extractors, specs=pipe.model.conditioner.specs)
-    pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder)
+    pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder, prior=prior)
     pipe.sources = conditioning.sources
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -80,6 +81,21 @@ def box_energy_settings(cfg: DictConfig) -> BoxEnergy | None:
     if not settings or not settings.get("scale"):
         return None
     return BoxEnergy(**settings)
+
+
+def load_prior(cfg: DictConfig) -> EmbeddingPrior | None:
+    """Composer's prior as `cfg.prior` asks (`use: false`: None): the folder `model`, or the shipped
+    scenes prior, which matches the shipped image encoder."""
+    settings = cfg.get("prior")
+    if not settings or not settings.get("use"):
+        return None
+    from .zoo import scenes_prior
+
+    folder = settings.get("model")
+    if folder and not (Path(folder) / "config.json").is_file():
+        raise ValueError(f"prior.model={folder!r} is not a prior folder (no config.json): train one with "
+                         "python -m composer.zoo train prior --out FOLDER")
+    return scenes_prior(folder)
 
 
 # --- files --------------------------------------------------------------------------------------

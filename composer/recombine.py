@@ -24,6 +24,7 @@ from .commands import (
     box_energy_settings,
     build_pipeline,
     check_sampling,
+    load_prior,
     output_file,
     record_output,
     run_or_exit,
@@ -104,7 +105,8 @@ def run(cfg: DictConfig) -> Path:
     paths = {name: str(path) for name, path in (cfg.images or {}).items() if path}
     out = output_file(cfg.out, inputs=[*paths.values(), cfg.layout], overwrite=cfg.overwrite,
                       default_name="recombined.png")
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights)
+    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
+                          prior=load_prior(cfg))
     size = pipe.image_size
     unknown = [name for name in [*paths, *strength] if name not in pipe.condition_names]
     if unknown:
@@ -127,6 +129,8 @@ def run(cfg: DictConfig) -> Path:
     # A prompt the planner reads is in the training captions' grammar: it is the caption as well.
     caption = cfg.caption or (cfg.prompt if planned else layout.caption if layout else None)
     captions = [caption] * cfg.batch if caption else None
+    if cfg.prior.use and not caption:
+        raise ValueError("prior.use=true maps the caption to an image embedding: give caption= (or prompt=)")
     conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \
         [s.spec.name for s in pipe.sources if s.spec.kind == "grounding" and layout]
     if not conditions:
@@ -139,7 +143,7 @@ def run(cfg: DictConfig) -> Path:
             inputs.update(pipe.layout_inputs(layout, cfg.batch))
     result = pipe(inputs, conditions=conditions, negative=list(cfg.negative), guidance=cfg.guidance,
                   strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy_settings(cfg),
-                  num_inference_steps=cfg.steps,
+                  use_prior=cfg.prior.use, num_inference_steps=cfg.steps,
                   generator=generator, size=(size, size), batch_size=cfg.batch, progress=True)
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
                 representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]

@@ -84,6 +84,27 @@ def test_recombine_reads_every_condition_of_a_users_photo_with_the_zoo_models(tr
     assert np.asarray(made[0]).tolist() != np.asarray(made[1]).tolist()  # the same embedding, other noise
 
 
+def test_recombine_draws_a_caption_through_the_prior(trained, files, tmp_path):
+    """Composer's prior: the image embedding comes from the caption; the same command twice gives
+    the same file, and it differs from the caption alone."""
+    caption = "caption=two red circles and a blue star on a gray background"
+    made = {}
+    for name, extra in (("prior", ["prior.use=true"]), ("again", ["prior.use=true"]), ("alone", [])):
+        result = _run("-m", "composer.recombine", f"checkpoint={trained}", caption, *extra, "steps=2",
+                      f"out={tmp_path / name}.png")
+        assert result.returncode == 0, result.stderr[-2000:]
+        made[name] = (tmp_path / f"{name}.png").read_bytes()
+    assert made["prior"] == made["again"] and made["prior"] != made["alone"]
+    for extra, message in ((["prior.use=true"], "give caption="),
+                           ([caption, "prior.use=true", f"image_embedding={files / 'scene0.png'}"],
+                            "predicts ['image_embedding'] from the caption, but an input for it was given too"),
+                           ([caption, "prior.use=true", f"prior.model={tmp_path}"], "is not a prior folder")):
+        result = _run("-m", "composer.recombine", f"checkpoint={trained}", *extra, "steps=2",
+                      f"out={tmp_path / 'bad.png'}")
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_recombine_errors(trained, files, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -49,14 +49,19 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     for section in ("## All conditions together", "## In-domain Fréchet distance", "## Guidance sweep",
                     "Suggested by this sweep"):
         assert section in markdown
-    planned = report["planned_layouts"]  # captions through planned layouts, with their baselines
-    assert list(planned) == ["caption via planned layout", "caption", "unconditional", "source"]
-    assert set(planned["source"]) == {"named_present", "count_right", "relation_right"}
-    assert all(0 <= cell["mean"] <= 1 for run in planned.values() for name, cell in run.items() if name != "relation_right")
-    assert "## Captions through planned layouts (LMD)" in markdown
+    # generation from captions: through planned layouts and the prior, with their baselines
+    captions = report["captions_only"]
+    assert list(captions) == ["caption via planned layout", "caption via layout + prior", "caption via prior",
+                              "caption", "unconditional", "source"]
+    assert set(captions["source"]) == {"named_present", "count_right", "relation_right", "background_color",
+                                       "clip_score"}
+    assert all(0 <= cell["mean"] <= 1 for run in captions.values() for name, cell in run.items()
+               if name not in ("relation_right", "clip_score"))
+    assert all(-1 <= run["clip_score"]["mean"] <= 1 for run in captions.values())
+    assert "## Generation from captions: alone, through planned layouts (LMD), through the prior" in markdown
     assert Image.open(out / "guidance.png").width > 300
     grid = Image.open(out / "grid.png")
-    rows = 5 + 2 + 9 + 3  # sources and 4 readings; unconditional, all; 9 conditions; planned layout, recombination, edit
+    rows = 5 + 2 + 9 + 5  # sources and 4 readings; unconditional, all; 9 conditions; 3 from captions, recombination, edit
     assert grid.height == rows * (96 + 2) and grid.width > 2 * 96
 
 

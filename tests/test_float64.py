@@ -10,6 +10,7 @@ from composer.data import Collate, SceneDataset
 from composer.evaluation import Evaluation, EvaluationSettings, Reader
 from composer.inference.layout import Layout, LayoutObject
 from composer.inputs import batch_inputs
+from composer.zoo import scenes_prior
 
 FLOAT64 = torch.float64
 
@@ -17,8 +18,10 @@ FLOAT64 = torch.float64
 def _all_float64(pipe) -> list[str]:
     """Names of floating parameters and buffers, in any registered component, that are not float64."""
     wrong = []
-    for component in ("model", "decomposer", "phrase_encoder"):
-        module = getattr(pipe, component)
+    for component in ("model", "decomposer", "phrase_encoder", "prior"):
+        module = getattr(pipe, component, None)
+        if module is None:
+            continue
         for name, tensor in (*module.named_parameters(), *module.named_buffers()):
             if tensor.is_floating_point() and tensor.dtype != FLOAT64:
                 wrong.append(f"{component}.{name}: {tensor.dtype}")
@@ -62,12 +65,17 @@ def test_edit_and_recombine_run_in_float64(pipe64):
 
 
 def test_an_evaluation_batch_and_a_training_step_run_in_float64(trained):
-    pipe = build_pipeline(str(trained), annotations=True).to(FLOAT64)
-    assert not _all_float64(pipe)
+    pipe = build_pipeline(str(trained), annotations=True, prior=scenes_prior()).to(FLOAT64)
+    assert pipe.prior.dtype == FLOAT64 and not _all_float64(pipe)
     samples = [SceneDataset(size=32, split="val")[index] for index in range(2)]
     settings = EvaluationSettings(n=2, batch=2, steps=1, grid_count=0)
-    result = Evaluation(pipe, Reader(None, None), settings, max_objects=30)(samples)
+    reader = Reader(None, None, embedder=pipe.decomposer.extractors["image_embedding"])
+    result = Evaluation(pipe, reader, settings, max_objects=30)(samples)
     assert result.runs["all"]["edge_f1"].shape == (2,)
+    assert result.captions_only["caption via prior"]["clip_score"].shape == (2,)  # the prior ran in float64
+    out = pipe(captions=["a red circle on a gray background"], use_prior=True, num_inference_steps=1,
+               output_type="pt", progress=False).images
+    assert torch.isfinite(out).all()
 
     model = pipe.model.train()
     batch = Collate(30)(samples).to(pipe.device, FLOAT64)

@@ -7,15 +7,17 @@ import pytest
 import torch
 
 from composer.data import SceneDataset
+from composer.prior import EmbeddingPrior
 from composer.zoo import shipped
 from composer.zoo.__main__ import main
 from composer.zoo.image_encoder import contrastive_loss
-from decompose import ClipImageEncoder, TransformersDepth, YoloInstances
+from decompose import ClipImageEncoder, TextEncoder, TransformersDepth, YoloInstances
 
 # README, "In-domain model zoo": held-out accuracy of each shipped model
 STATED_RECALL = 0.969  # image encoder: caption retrieval recall@1 among 64 scenes
-STATED_DEPTH_ERROR = 0.061  # depth: scale-invariant log error on 64 scenes
+STATED_DEPTH_ERROR = 0.035  # depth: scale-invariant log error on 64 scenes
 STATED_MASK_MAP50 = 0.700  # yolo: mask mAP50 on 256 scenes
+STATED_PRIOR_COSINE = 0.949  # prior: cosine of predicted and true image embeddings on 64 scenes
 
 
 def _evaluate(capsys, model: str) -> dict:
@@ -49,6 +51,23 @@ def test_the_shipped_yolo_reproduces_its_held_out_mask_map_and_finds_scene_objec
     assert (covered & truth).sum() / (covered | truth).sum() > 0.5  # the objects' pixels, not the background
 
 
+def test_the_shipped_prior_reproduces_its_held_out_cosine_and_reads_the_words(capsys):
+    report = _evaluate(capsys, "prior")
+    assert report["size_mb"] < 5 and report["cosine"] >= STATED_PRIOR_COSINE - 0.05, report
+    assert report["cosine"] > report["caption_cosine"] + 0.3  # far closer than the caption's own embedding
+    prior = EmbeddingPrior.from_pretrained(shipped("prior")).eval()
+    text = TextEncoder.minilm(max_length=48)
+    embedded = text.encode(["a red circle on a gray background", "a red circle on a black background"])
+    with torch.no_grad():  # the embeddings come from inference mode
+        predicted = prior(embedded.sentence, embedded.words, embedded.mask)
+        padded = embedded.words.clone()
+        padded[~embedded.mask.bool()] = 5.0  # whatever sits in padding is ignored
+        again = prior(embedded.sentence, padded, embedded.mask)
+    assert predicted.shape == (2, 384) and torch.allclose(predicted.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert (predicted[0] * predicted[1]).sum() < 0.7  # another background: another embedding (MiniLM: 0.90)
+    assert torch.allclose(again, predicted, atol=1e-5)
+
+
 def test_matched_pairs_have_a_lower_contrastive_loss_than_shuffled_ones():
     caption = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
     scale = torch.tensor(2.0)
@@ -71,8 +90,9 @@ def test_retraining_runs_a_few_steps_and_never_overwrites(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("model", "out", "measure"), [("depth", "depth", "si_error"),
-                                                        ("yolo", "yolo.safetensors", "mask_map50")])
-def test_retraining_depth_and_yolo_runs_on_a_tiny_set(model, out, measure, tmp_path, capsys):
+                                                        ("yolo", "yolo.safetensors", "mask_map50"),
+                                                        ("prior", "prior", "cosine")])
+def test_retraining_depth_yolo_and_the_prior_runs_on_a_tiny_set(model, out, measure, tmp_path, capsys):
     path = tmp_path / out
     assert main(["train", model, "--out", str(path), "--steps", "1", "--scenes", "8", "--batch", "4"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset
 from decompose import TransformersDepth, YoloInstances
 
 from ..checks import require
-from ..commands import box_energy_settings, build_pipeline, check_sampling, run_or_exit
+from ..commands import box_energy_settings, build_pipeline, check_sampling, load_prior, run_or_exit
 from ..data import SceneDataset
 from ..inference.pipeline import model_folder
 from . import (
@@ -82,7 +82,11 @@ def run(cfg: DictConfig) -> Path:
     out = output_folder(cfg)
     check_output_folder(out, cfg.overwrite)
     pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True,
-                          allow_missing_weights=cfg.allow_missing_weights)
+                          allow_missing_weights=cfg.allow_missing_weights, prior=load_prior(cfg))
+    if pipe.prior is not None and not any(s.representation == pipe.prior.config.representation for s in pipe.sources):
+        print(f"note: this model has no condition fed by {pipe.prior.config.representation}: "
+              "the prior's run is left out", file=sys.stderr)
+        pipe.register_modules(prior=None)
     size = pipe.image_size
     OmegaConf.update(cfg, "data.size", size)  # held-out sources at the model's size
     if not cfg.data.get("val"):
@@ -117,9 +121,11 @@ def run(cfg: DictConfig) -> Path:
                                   planned_negative=tuple(cfg.planned_negative),
                                   box_energy=box_energy_settings(cfg))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
-    # The image embedding is read back by the encoder that made the condition (Composer's variations)
+    # The image embedding is read back by the encoder that made the condition judged by it
+    # (Composer's variations), which also gives the in-domain CLIP score of captions
     extractors = pipe.decomposer.extractors if pipe.decomposer is not None else {}
-    embedder = extractors["image_embedding"] if "image_embedding" in extractors else None
+    embedded = [s.representation for s in pipe.sources if "embedding_similarity" in metrics.get(s.spec.name, [])]
+    embedder = extractors[embedded[0]] if embedded and embedded[0] in extractors else None
     evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances, embedder=embedder), settings,
                             cfg.data.max_objects, metrics=metrics)
     result = evaluation(samples)

@@ -137,9 +137,9 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
     if result.editing:
         summary["editing"] = {"max_change_outside": result.editing["max_change_outside"].max().item(),
                               "mean_change_inside": mean_sem(result.editing["mean_change_inside"])}
-    if result.layouts:
-        summary["planned_layouts"] = {run: {measure: mean_sem(values) for measure, values in measures.items()}
-                                      for run, measures in result.layouts.items()}
+    if result.captions_only:
+        summary["captions_only"] = {run: {measure: mean_sem(values) for measure, values in measures.items()}
+                                    for run, measures in result.captions_only.items()}
     if quality is not None:
         summary["quality"] = quality
     recombination = summary.get("recombination")
@@ -191,18 +191,22 @@ def _frechet_lines(summary: dict) -> list[str]:
     return lines
 
 
-def _layout_lines(summary: dict) -> list[str]:
-    planned = summary.get("planned_layouts")
-    if not planned:
+def _caption_lines(summary: dict) -> list[str]:
+    runs = summary.get("captions_only")
+    if not runs:
         return []
-    measures = list(next(iter(planned.values())))
-    lines = ["", "## Captions through planned layouts (LMD)", "",
-             "Each caption planned into boxes offline (`composer.inference.planner`) and drawn from the caption and "
-             "those boxes, checked against the caption by the scene parser's colors, as the caption alone, the "
-             "unconditional samples and the sources (the reader's ceiling) are (`composer/evaluation/layout_checks.py`).",
+    measures = list(dict.fromkeys(measure for values in runs.values() for measure in values))
+    lines = ["", "## Generation from captions: alone, through planned layouts (LMD), through the prior", "",
+             "The caption alone; the caption and boxes planned from it offline (`composer.inference.planner`); the "
+             "caption and the image embedding the prior predicts from it (`composer/prior.py`). Each is checked "
+             "against the caption, as the unconditional samples and the sources (the reader's ceiling) are: the "
+             "named objects by the scene parser's colors (`composer/evaluation/layout_checks.py`), and clip_score, "
+             "the cosine of the output's image embedding and the caption's sentence embedding (an in-domain CLIP "
+             "score: the image encoder was trained against these caption embeddings).",
              "", "| run | " + " | ".join(f"{measure} ↑" for measure in measures) + " |",
              "|---|" + "---|" * len(measures)]
-    lines += [f"| {run} | " + " | ".join(_cell(values[m]) for m in measures) + " |" for run, values in planned.items()]
+    lines += [f"| {run} | " + " | ".join(_cell(values[m]) if m in values else "—" for m in measures) + " |"
+              for run, values in runs.items()]
     return lines
 
 
@@ -283,7 +287,7 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         lines += ["", "## Region editing (all conditions; the box of the first object, or the central quarter, regenerated)", "",
                   f"Largest change outside the mask: {e['max_change_outside']:.3g} (must be 0). Mean change inside: "
                   f"{_cell(e['mean_change_inside'])}."]
-    lines += _layout_lines(summary) + _frechet_lines(summary) + _sweep_lines(summary)
+    lines += _caption_lines(summary) + _frechet_lines(summary) + _sweep_lines(summary)
     if "quality" in summary:
         lines += ["", "## Image quality (outputs from all conditions vs sources)", ""]
         lines += [f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}"

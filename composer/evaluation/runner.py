@@ -23,13 +23,21 @@ from ..inference.box_energy import BoxEnergy
 from ..inference.pipeline import ComposerPipeline
 from ..inference.planner import parse_caption, plan_layout
 from ..inputs import batch_inputs
-from .fidelity import Truth, bounding_box_masks, condition_fidelity, named_background
+from .fidelity import (
+    Truth,
+    background_color,
+    bounding_box_masks,
+    condition_fidelity,
+    named_background,
+)
 from .layout_checks import layout_checks
 from .metrics import max_change_outside
 from .readings import Objects, Reader
 
 UNCONDITIONAL, ALL = "unconditional", "all"
 PLANNED = "caption via planned layout"
+PRIOR = "caption via prior"
+PLANNED_PRIOR = "caption via layout + prior"
 
 
 @dataclass
@@ -72,9 +80,9 @@ class EvaluationResult:
     sweep: dict[float, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
     captions: list[str] = field(default_factory=list)
     recombined: tuple | None = None  # ((local condition, measure), (global condition, measure)) mixed
-    # run -> LAYOUT_MEASURES -> [N]: captions drawn through planned layouts (LMD), against the caption
-    # alone, unconditional samples and the sources themselves
-    layouts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    # run -> CAPTION_MEASURES -> [N]: generation from the caption alone, through planned layouts (LMD)
+    # and through the prior (Composer), against unconditional samples and the sources themselves
+    captions_only: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def edit_masks(objects: Objects | None, batch: int, size: tuple[int, int]) -> torch.Tensor:
@@ -128,7 +136,7 @@ class _Collected:
         self.runs = defaultdict(lambda: defaultdict(list))
         self.other = defaultdict(lambda: defaultdict(list))
         self.source, self.recombination, self.editing = defaultdict(list), defaultdict(list), defaultdict(list)
-        self.layouts = defaultdict(lambda: defaultdict(list))
+        self.captions_only = defaultdict(lambda: defaultdict(list))
 
 
 class Evaluation:
@@ -174,6 +182,7 @@ class Evaluation:
         batches = -(-settings.n // settings.batch)
         per_batch = len(self.runs()) + (self.recombination is not None) + 1  # + the region edit
         per_batch += self.caption is not None and self.grounding is not None  # + the planned layouts
+        per_batch += (self.caption is not None and pipe_has_prior(self.pipe)) * (1 + (self.grounding is not None))
         total = batches * per_batch + len(settings.sweep) * (1 + len(self.names))
         with tqdm(total=total, desc="evaluating", unit="generation") as progress:
             self._progress = progress  # one tick per batch generated, sweep included: an honest ETA
@@ -196,7 +205,7 @@ class Evaluation:
         result.source = _stack(collected.source)
         result.recombination, result.editing = _stack(collected.recombination), _stack(collected.editing)
         result.recombined = self.recombination if result.recombination else None
-        result.layouts = {run: _stack(values) for run, values in collected.layouts.items()}
+        result.captions_only = {run: _stack(values) for run, values in collected.captions_only.items()}
         result.images = {key: torch.cat(value) for key, value in result.images.items()}
         return result
 
@@ -265,8 +274,8 @@ class Evaluation:
         if index == 0:
             self._sweep(inputs, truth, batch=count, size=size, result=result, progress=progress)
 
-        self._planned_layouts(inputs, batch, readings, index=index, collected=collected, result=result,
-                              shown=shown, progress=progress)
+        self._from_captions(inputs, batch, readings, index=index, collected=collected, result=result, shown=shown,
+                            progress=progress)
 
         if self.recombination is not None:
             # A local condition of A (this source) + a global one of B (the previous source in the batch).
@@ -299,30 +308,56 @@ class Evaluation:
         if shown:
             result.grid["edit"] = output[:shown]
 
-    def _planned_layouts(self, inputs: dict, batch: Batch, readings: dict, *, index: int, collected: _Collected,
-                         result: EvaluationResult, shown: int, progress: tqdm) -> None:
-        """LMD: each caption planned into boxes (`composer.inference.planner`), drawn with the caption
-        and those boxes, and checked against the caption (`layout_checks`) like the caption alone, the
-        unconditional samples and the sources. Only where every caption of the batch is plannable
-        and the parser reads colors."""
-        if self.caption is None or self.grounding is None:
+    def _from_captions(self, inputs: dict, batch: Batch, readings: dict, *, index: int, collected: _Collected,
+                       result: EvaluationResult, shown: int, progress: tqdm) -> None:
+        """Generation from a caption: alone (already in `readings`), through a layout planned from it
+        (LMD: `composer.inference.planner`, drawn with the caption and those boxes) and through the
+        prior (Composer: the caption and the image embedding predicted from it). Each is checked
+        against the caption like the unconditional samples and the sources: `layout_checks` where
+        the parser reads colors and the batch's captions are plannable, and the in-domain CLIP score."""
+        if self.caption is None:
             return
+        size = tuple(batch.images.shape[-2:])
         plans = [parse_caption(caption) for caption in batch.captions]
-        if readings["source"].classes is None or any(plan is None for plan in plans):
-            progress.update(1)  # counted in the total: keep the ETA honest
-            return
-        first = self.settings.seed * 1_000_003 + index * self.settings.batch  # a seed per source
-        layouts = [plan_layout(caption, max_objects=self.max_objects, seed=first + row)
-                   for row, caption in enumerate(batch.captions)]
-        planned = {**inputs, **self.pipe.layout_inputs(layouts, len(layouts))}
-        progress.set_postfix(run=PLANNED)
-        output = self._generate(planned, [self.caption, self.grounding], batch=len(layouts),
-                                size=tuple(batch.images.shape[-2:]), index=index,
-                                negative=list(self.settings.planned_negative))
-        readings = {PLANNED: self.reader(output), **readings}
-        for run in (PLANNED, self.caption, UNCONDITIONAL, "source"):
-            if run in readings:
-                for name, values in layout_checks(readings[run].classes, plans).items():
-                    collected.layouts[run][name].append(values)
+        plannable = readings["source"].classes is not None and all(plan is not None for plan in plans)
+        caption = [self.caption]
+        prior = self.pipe.prior_inputs(inputs) if pipe_has_prior(self.pipe) else {}  # replaces the source's own
+        runs = {}  # run -> (inputs, c2, c1)
+        if self.grounding is not None and plannable:
+            first = self.settings.seed * 1_000_003 + index * self.settings.batch  # a seed per source
+            layouts = [plan_layout(text, max_objects=self.max_objects, seed=first + row)
+                       for row, text in enumerate(batch.captions)]
+            planned = {**inputs, **self.pipe.layout_inputs(layouts, len(layouts))}
+            negative = list(self.settings.planned_negative)
+            runs[PLANNED] = (planned, [*caption, self.grounding], negative)
+            if prior:
+                runs[PLANNED_PRIOR] = ({**planned, **prior}, [*caption, self.grounding, *prior], negative)
+        elif self.grounding is not None:
+            progress.update(1 + bool(prior))  # counted in the total: keep the ETA honest
+        if prior:
+            runs[PRIOR] = ({**inputs, **prior}, [*caption, *prior], [])
+        made = {}
+        for run, (run_inputs, conditions, negative) in runs.items():
+            progress.set_postfix(run=run)
+            made[run] = self._generate(run_inputs, conditions, batch=len(batch), size=size, index=index,
+                                       negative=negative)
+        readings = {**{run: self.reader(output) for run, output in made.items()}, **readings}
+        caption = inputs[self.caption].sentence.float().cpu()  # [B, D], L2-normalised
+        background = named_background(batch.captions)
+        for run in (*made, self.caption, UNCONDITIONAL, "source"):
+            values = collected.captions_only[run]
+            if plannable:
+                for name, measure in layout_checks(readings[run].classes, plans).items():
+                    values[name].append(measure)
+            if readings[run].classes is not None and (background >= 0).all():
+                read = background_color(readings[run].images, readings[run].classes)
+                values["background_color"].append((read == background).double())
+            embedding = readings[run].embedding
+            if embedding is not None and embedding.shape[-1] == caption.shape[-1]:
+                values["clip_score"].append((embedding * caption).sum(-1).double())
         if shown:
-            result.grid[PLANNED] = output[:shown]
+            result.grid.update({run: output[:shown] for run, output in made.items()})
+
+
+def pipe_has_prior(pipe: ComposerPipeline) -> bool:
+    return getattr(pipe, "prior", None) is not None

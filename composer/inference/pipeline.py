@@ -32,6 +32,7 @@ from decompose.masked_image import check_masks
 from ..checks import require
 from ..inputs import ConditionSource, PhraseEncoder, condition_inputs
 from ..model import ComposerModel
+from ..prior import EmbeddingPrior
 from .box_energy import BoxEnergy
 from .layout import Layout
 from .region import crop, mask_window, paste
@@ -114,16 +115,19 @@ class ComposerPipeline(DiffusionPipeline):
     """A diffusers pipeline around a `ComposerModel` and any diffusers scheduler.
 
     `decomposer` (a `decompose.Decomposer`) and `sources` (which representation feeds each condition)
-    let it take raw images; without them it takes precomputed condition inputs only. The decomposer
-    and the phrase encoder are registered components, so `.to()` moves them with the model.
+    let it take raw images; without them it takes precomputed condition inputs only. `prior` (a
+    `composer.prior.EmbeddingPrior`) maps captions to the image-embedding condition. The decomposer,
+    the phrase encoder and the prior are registered components, so `.to()` moves them with the model.
     """
 
-    _optional_components = ["decomposer", "phrase_encoder"]
+    _optional_components = ["decomposer", "phrase_encoder", "prior"]
 
     def __init__(self, model: ComposerModel, scheduler, *, decomposer: Decomposer | None = None,
-                 phrase_encoder: PhraseEncoder | None = None, sources: Sequence[ConditionSource] | None = None):
+                 phrase_encoder: PhraseEncoder | None = None, sources: Sequence[ConditionSource] | None = None,
+                 prior: EmbeddingPrior | None = None):
         super().__init__()
-        self.register_modules(model=model, scheduler=scheduler, decomposer=decomposer, phrase_encoder=phrase_encoder)
+        self.register_modules(model=model, scheduler=scheduler, decomposer=decomposer, phrase_encoder=phrase_encoder,
+                              prior=prior)
         self.sources = list(sources or [])
 
     @classmethod
@@ -202,6 +206,30 @@ class ComposerPipeline(DiffusionPipeline):
                                       self.device, self.dtype)
         return {grounding[0]: GroundingInput(boxes.to(self.device, self.dtype), phrases, valid.to(self.device))}
 
+    @torch.no_grad()
+    def prior_inputs(self, inputs: Mapping[str, object]) -> dict[str, torch.Tensor]:
+        """Composer's prior: `{condition: [B, D]}`, the image embedding the prior predicts from the
+        caption input (`TextInput`) in `inputs`, for the condition its representation feeds."""
+        if self.prior is None:
+            raise ValueError("this pipeline has no prior: pass prior= (e.g. composer.zoo.scenes_prior())")
+        wanted = self.prior.config.representation
+        target = next((s.spec.name for s in self.sources if s.representation == wanted), None)
+        if target is None:
+            raise ValueError(f"the prior predicts {wanted!r}, which feeds none of this pipeline's conditions "
+                             f"({self.condition_names})")
+        text = next((spec.name for spec in self.model.conditioner.specs.values() if spec.kind == "text"), None)
+        if text is None or text not in inputs:
+            raise ValueError("the prior maps a caption to an image embedding: give captions")
+        caption = inputs[text]
+        dtype = self.prior.dtype
+        embedding = self.prior(caption.sentence.to(self.device, dtype), caption.words.to(self.device, dtype),
+                               caption.mask.to(self.device))
+        wanted_dim = self.model.conditioner.specs[target].dim
+        if embedding.shape[-1] != wanted_dim:
+            raise ValueError(f"the prior predicts {embedding.shape[-1]}-d embeddings; {target!r} takes {wanted_dim}-d: "
+                             "was it trained against this model's image encoder?")
+        return {target: embedding.to(self.dtype)}
+
     # --- generation -----------------------------------------------------------------------------
 
     def keep_mask(self, names: Sequence[str] | str, batch: int) -> dict[str, torch.Tensor]:
@@ -241,7 +269,7 @@ class ComposerPipeline(DiffusionPipeline):
                  layout: Layout | None = None, conditions: Sequence[str] | str = "all", negative: Sequence[str] = (),
                  guidance: float = 3.0, strength: Mapping[str, float] | None = None,
                  grounding_fraction: float | str | None = "auto", box_energy: BoxEnergy | None = None,
-                 edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
+                 use_prior: bool = False, edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
                  output_type: str = "pil", progress: bool = True,
@@ -264,6 +292,8 @@ class ComposerPipeline(DiffusionPipeline):
                 on a frozen base, docs/design.md#scheduled-sampling).
             box_energy: LMD's training-free box-energy guidance of the first steps
                 (`composer.inference.box_energy.BoxEnergy`); None: off.
+            use_prior: Composer's prior: the image-embedding condition comes from the caption
+                through the pipeline's `prior` and is followed along with `conditions`.
             edit_image: region editing: the image `[B, 3, H, W]` to edit, at any size.
             edit_mask: `[B, 1, H, W]`, 1 = regenerate. The output has `edit_image`'s size and is
                 identical to it outside the mask.
@@ -288,7 +318,7 @@ class ComposerPipeline(DiffusionPipeline):
         if (edit_image is None) != (edit_mask is None):
             raise ValueError("region editing needs both edit_image and edit_mask")
         settings = dict(conditions=conditions, negative=negative, guidance=guidance, strength=strength,
-                        grounding_fraction=grounding_fraction, box_energy=box_energy,
+                        grounding_fraction=grounding_fraction, box_energy=box_energy, use_prior=use_prior,
                         num_inference_steps=num_inference_steps, generator=generator, latents=latents, progress=progress,
                         callback_on_step_end=callback_on_step_end)
         if edit_image is not None:
@@ -327,7 +357,7 @@ class ComposerPipeline(DiffusionPipeline):
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
 
     def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
-                  grounding_fraction, box_energy, num_inference_steps, generator, latents, progress,
+                  grounding_fraction, box_energy, use_prior, num_inference_steps, generator, latents, progress,
                   callback_on_step_end, size, batch_size, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Images `[B, 3, H, W]` in [0, 1] at the model's (or the given) size; with `known =
         (image, mask)` at that size, pixels outside the mask are the image's."""
@@ -343,6 +373,13 @@ class ComposerPipeline(DiffusionPipeline):
         batch = batch_size or (reference.shape[0] if reference is not None else input_batch(all_inputs))
         if layout is not None:
             all_inputs.update(self.layout_inputs(layout, batch))
+        if use_prior:
+            predicted = self.prior_inputs(all_inputs)
+            given = sorted(set(predicted) & set(all_inputs))
+            if given:
+                raise ValueError(f"use_prior predicts {given} from the caption, but an input for it was given too")
+            all_inputs.update(predicted)
+            conditions = conditions if conditions == "all" else [*conditions, *predicted]
 
         # 3. prepare latents (and, for editing, the region to keep)
         region = None

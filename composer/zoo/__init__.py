@@ -4,7 +4,8 @@
     python -m composer.zoo train MODEL --out PATH   # retrain from scratch, prints its held-out accuracy
     python -m composer.zoo evaluate MODEL           # the shipped model's held-out accuracy
 
-MODEL is image_encoder, depth or yolo.
+MODEL is image_encoder, depth, yolo or prior (Composer's caption -> image-embedding prior,
+composer/prior.py, trained against the shipped image encoder).
 
 `shipped(name)` is the folder of a shipped model.
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # name -> what is shipped under weights/: transformers folders, the YOLO as one safetensors file
-MODELS = {"image_encoder": "scenes-clip-vision", "depth": "scenes-depth-anything", "yolo": "scenes-yolov8-seg.safetensors"}
+MODELS = {"image_encoder": "scenes-clip-vision", "depth": "scenes-depth-anything", "yolo": "scenes-yolov8-seg.safetensors",
+          "prior": "scenes-prior"}
 
 
 def shipped(name: str) -> Path:
@@ -50,3 +52,11 @@ def scenes_image_encoder(path_or_id: str | None = None):
     from decompose import ClipImageEncoder
 
     return ClipImageEncoder.from_pretrained(path_or_id or shipped("image_encoder"))
+
+
+def scenes_prior(path: str | None = None):
+    """`composer.prior.EmbeddingPrior` of the shipped scenes prior (or `path`): captions embedded by
+    MiniLM -> the shipped image encoder's embeddings."""
+    from ..prior import EmbeddingPrior
+
+    return EmbeddingPrior.from_pretrained(str(path or shipped("prior")))

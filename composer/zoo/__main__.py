@@ -15,8 +15,9 @@ from . import MODELS, shipped
 HELD_OUT = 64  # held-out scenes for retrieval and depth
 HELD_OUT_YOLO = 256  # YOLO's mAP needs more objects to be stable
 DEFAULTS = {"image_encoder": dict(steps=600, scenes=8192, batch=256),
-            "depth": dict(steps=900, scenes=8192, batch=32),
-            "yolo": dict(steps=40, scenes=4096, batch=64)}  # yolo: steps are epochs
+            "depth": dict(steps=2000, scenes=8192, batch=32),
+            "yolo": dict(steps=40, scenes=4096, batch=64),  # yolo: steps are epochs
+            "prior": dict(steps=600, scenes=8192, batch=256)}
 
 
 def size_mb(path: Path) -> float:
@@ -73,7 +74,26 @@ def yolo(args, out: Path | None, path: Path | None) -> dict:
     return {**metrics, "held_out_scenes": HELD_OUT_YOLO, "network_size": network_size}
 
 
-RUNNERS = {"image_encoder": image_encoder, "depth": depth, "yolo": yolo}
+def prior(args, out: Path | None, path: Path | None) -> dict:
+    from decompose import TextEncoder
+
+    from . import scenes_image_encoder, scenes_prior
+    from .image_encoder import scene_pairs
+    from .prior import image_embeddings, prior_accuracy, train_prior
+
+    text, encoder = TextEncoder.minilm(), scenes_image_encoder()  # the caption's and the shipped image encoder
+    if out is not None:
+        train = scene_pairs(text, split="train", count=args.scenes, size=args.size)
+        model = train_prior(train, image_embeddings(encoder, train.images), steps=args.steps, batch=args.batch,
+                            seed=args.seed)
+        model.save_pretrained(out)  # safetensors
+        path = out
+    held_out = scene_pairs(text, split="val", count=HELD_OUT, size=args.size, progress=False)
+    accuracy = prior_accuracy(scenes_prior(path), held_out, image_embeddings(encoder, held_out.images))
+    return {**{name: round(value, 4) for name, value in accuracy.items()}, "held_out_scenes": HELD_OUT}
+
+
+RUNNERS = {"image_encoder": image_encoder, "depth": depth, "yolo": yolo, "prior": prior}
 
 
 def main(argv: list[str] | None = None) -> int:

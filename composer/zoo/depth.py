@@ -6,7 +6,6 @@ backbone with 2x2 patches, DPT neck and head), trained with a short MSE loop on 
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -20,20 +19,25 @@ from decompose.pretrained import normalize
 from ..data.scenes import SceneDataset
 from ..evaluation.fidelity import DEPTH_EPS
 from ..evaluation.metrics import scale_invariant_error
+from .loop import fit
 
 MEAN = STD = (0.5, 0.5, 0.5)
 
 
-def tiny_depth_anything(*, size: int = 32, hidden: int = 64, layers: int = 4, patch: int = 2):
-    """A DepthAnythingForDepthEstimation of about 0.4M parameters for `size`-pixel images; 2x2
-    patches (a 300-step screen: scale-invariant error 0.10, against 0.29 with 4x4 patches)."""
+def tiny_depth_anything(*, size: int = 32, hidden: int = 64, layers: int = 4, patch: int = 2,
+                        reassemble_factors: tuple[float, ...] = (2, 1, 0.5, 0.25)):
+    """A DepthAnythingForDepthEstimation of about 0.44M parameters for `size`-pixel images; 2x2
+    patches (a 300-step screen: scale-invariant error 0.10, against 0.29 with 4x4 patches). The
+    neck's finest map is at 2x the token grid, not Depth Anything's 4x: at 32 px that is the
+    image's own size, and the model runs 3x faster (docs/experiments.md#in-domain-models-composerzoo)."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     backbone = Dinov2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
                             intermediate_size=2 * hidden, image_size=size, patch_size=patch,
                             out_indices=list(range(1, layers + 1)), reshape_hidden_states=False)
     config = DepthAnythingConfig(backbone_config=backbone, patch_size=patch, reassemble_hidden_size=hidden,
-                                 neck_hidden_sizes=[16, 32, 32, 32], fusion_hidden_size=32, head_hidden_size=16)
+                                 reassemble_factors=list(reassemble_factors), neck_hidden_sizes=[16, 32, 32, 32],
+                                 fusion_hidden_size=32, head_hidden_size=16)
     return DepthAnythingForDepthEstimation(config)
 
 
@@ -52,18 +56,9 @@ def train_depth(images: torch.Tensor, depths: torch.Tensor, *, steps: int, batch
     model = tiny_depth_anything(size=size)
     extractor = TransformersDepth(model, size, MEAN, STD, multiple=model.config.patch_size)
     model = extractor.model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(range(steps), desc="training depth model", disable=not progress)
-    for _ in bar:
-        rows = torch.randint(len(images), (batch,), generator=generator)
-        loss = F.mse_loss(raw_depth(extractor, images[rows]), depths[rows])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+    fit(model.parameters(), lambda rows: F.mse_loss(raw_depth(extractor, images[rows]), depths[rows]),
+        count=len(images), steps=steps, batch=batch, lr=lr, weight_decay=0.01, seed=seed,
+        desc="training depth model", progress=progress)
     model.eval()
     return extractor
 

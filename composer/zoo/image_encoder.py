@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from decompose import ClipImageEncoder, TextEncoder
 
 from ..data.scenes import SceneDataset
+from .loop import fit
 
 
 def tiny_clip_vision(*, size: int = 32, projection_dim: int = 384, hidden: int = 96, layers: int = 4):
@@ -31,11 +32,14 @@ def tiny_clip_vision(*, size: int = 32, projection_dim: int = 384, hidden: int =
 
 @dataclass
 class Pairs:
-    """Scenes and their caption embeddings: images `[N, 3, S, S]`, captions `[N, D]` (L2-normalised)."""
+    """Scenes and their caption embeddings: images `[N, 3, S, S]`, captions `[N, D]` (the sentence
+    embeddings, L2-normalised), the captions' word embeddings `[N, L, D]` and token mask `[N, L]`."""
 
     images: torch.Tensor
     captions: torch.Tensor
     texts: list[str]
+    words: torch.Tensor
+    mask: torch.Tensor
 
 
 def scene_pairs(text: TextEncoder, *, split: str, count: int, size: int, batch: int = 256,
@@ -44,8 +48,10 @@ def scene_pairs(text: TextEncoder, *, split: str, count: int, size: int, batch: 
     scenes = SceneDataset(size=size, split=split, length=count)
     rendered = [scenes.render(i) for i in tqdm(range(count), desc=f"rendering {split} scenes", disable=not progress)]
     texts = [scene.caption for scene in rendered]
-    embedded = torch.cat([text.encode(texts[i:i + batch]).sentence.float().clone() for i in range(0, count, batch)])
-    return Pairs(torch.stack([scene.image for scene in rendered]), F.normalize(embedded, dim=-1), texts)
+    embedded = [text.encode(texts[i:i + batch]) for i in range(0, count, batch)]
+    sentence, words, mask = (torch.cat([getattr(e, part).clone() for e in embedded]) for part in ("sentence", "words", "mask"))
+    return Pairs(torch.stack([scene.image for scene in rendered]), F.normalize(sentence.float(), dim=-1), texts,
+                 words.float(), mask.bool())
 
 
 def contrastive_loss(image: torch.Tensor, caption: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -62,19 +68,10 @@ def train_image_encoder(train: Pairs, *, steps: int, batch: int = 256, lr: float
     encoder = ClipImageEncoder(tiny_clip_vision(size=train.images.shape[-1], projection_dim=train.captions.shape[1]))
     encoder.model.train()
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
-    parameters = [*encoder.model.parameters(), logit_scale]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.05)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(range(steps), desc="training image encoder", disable=not progress)
-    for _ in bar:
-        rows = torch.randint(len(train.images), (batch,), generator=generator)
-        loss = contrastive_loss(encoder.extract(train.images[rows], None), train.captions[rows], logit_scale)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+    fit([*encoder.model.parameters(), logit_scale],
+        lambda rows: contrastive_loss(encoder.extract(train.images[rows], None), train.captions[rows], logit_scale),
+        count=len(train.images), steps=steps, batch=batch, lr=lr, weight_decay=0.05, seed=seed,
+        desc="training image encoder", progress=progress)
     return encoder.eval()
 
 
