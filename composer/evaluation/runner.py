@@ -32,7 +32,7 @@ from .fidelity import (
 )
 from .layout_checks import layout_checks
 from .metrics import max_change_outside
-from .readings import Objects, Reader
+from .readings import Objects, Reader, Reading
 
 UNCONDITIONAL, ALL = "unconditional", "all"
 PLANNED = "caption via planned layout"
@@ -182,7 +182,7 @@ class Evaluation:
         batches = -(-settings.n // settings.batch)
         per_batch = len(self.runs()) + (self.recombination is not None) + 1  # + the region edit
         per_batch += self.caption is not None and self.grounding is not None  # + the planned layouts
-        per_batch += (self.caption is not None and pipe_has_prior(self.pipe)) * (1 + (self.grounding is not None))
+        per_batch += (self.caption is not None and self.pipe.prior is not None) * (1 + (self.grounding is not None))
         total = batches * per_batch + len(settings.sweep) * (1 + len(self.names))
         with tqdm(total=total, desc="evaluating", unit="generation") as progress:
             self._progress = progress  # one tick per batch generated, sweep included: an honest ETA
@@ -311,53 +311,60 @@ class Evaluation:
     def _from_captions(self, inputs: dict, batch: Batch, readings: dict, *, index: int, collected: _Collected,
                        result: EvaluationResult, shown: int, progress: tqdm) -> None:
         """Generation from a caption: alone (already in `readings`), through a layout planned from it
-        (LMD: `composer.inference.planner`, drawn with the caption and those boxes) and through the
-        prior (Composer: the caption and the image embedding predicted from it). Each is checked
-        against the caption like the unconditional samples and the sources: `layout_checks` where
-        the parser reads colors and the batch's captions are plannable, and the in-domain CLIP score."""
+        (LMD), through the prior (Composer) and through both; each checked against the caption like
+        the unconditional samples and the sources (`caption_measures`)."""
         if self.caption is None:
             return
-        size = tuple(batch.images.shape[-2:])
         plans = [parse_caption(caption) for caption in batch.captions]
         plannable = readings["source"].classes is not None and all(plan is not None for plan in plans)
-        caption = [self.caption]
-        prior = self.pipe.prior_inputs(inputs) if pipe_has_prior(self.pipe) else {}  # replaces the source's own
-        runs = {}  # run -> (inputs, c2, c1)
+        made = {}
+        for run, (run_inputs, conditions, negative) in self._caption_runs(inputs, batch, index=index,
+                                                                         plannable=plannable, progress=progress).items():
+            progress.set_postfix(run=run)
+            made[run] = self._generate(run_inputs, conditions, batch=len(batch), size=tuple(batch.images.shape[-2:]),
+                                       index=index, negative=negative)
+        readings = {**{run: self.reader(output) for run, output in made.items()}, **readings}
+        sentence = inputs[self.caption].sentence.float().cpu()  # [B, D], L2-normalised
+        background = named_background(batch.captions)
+        for run in (*made, self.caption, UNCONDITIONAL, "source"):
+            measured = caption_measures(readings[run], plans if plannable else None, background, sentence)
+            for name, values in measured.items():
+                collected.captions_only[run][name].append(values)
+        if shown:
+            result.grid.update({run: output[:shown] for run, output in made.items()})
+
+    def _caption_runs(self, inputs: dict, batch: Batch, *, index: int, plannable: bool,
+                      progress: tqdm) -> dict[str, tuple[dict, list[str], list[str]]]:
+        """`{run: (inputs, c2, c1)}`: each caption planned into boxes (`composer.inference.planner`)
+        and drawn with them, where every caption of the batch is plannable; the caption with the
+        image embedding the pipeline's prior predicts from it (instead of the source's own); both."""
+        prior = self.pipe.prior_inputs(inputs) if self.pipe.prior is not None else {}
+        runs = {}
         if self.grounding is not None and plannable:
             first = self.settings.seed * 1_000_003 + index * self.settings.batch  # a seed per source
             layouts = [plan_layout(text, max_objects=self.max_objects, seed=first + row)
                        for row, text in enumerate(batch.captions)]
             planned = {**inputs, **self.pipe.layout_inputs(layouts, len(layouts))}
             negative = list(self.settings.planned_negative)
-            runs[PLANNED] = (planned, [*caption, self.grounding], negative)
+            runs[PLANNED] = (planned, [self.caption, self.grounding], negative)
             if prior:
-                runs[PLANNED_PRIOR] = ({**planned, **prior}, [*caption, self.grounding, *prior], negative)
+                runs[PLANNED_PRIOR] = ({**planned, **prior}, [self.caption, self.grounding, *prior], negative)
         elif self.grounding is not None:
             progress.update(1 + bool(prior))  # counted in the total: keep the ETA honest
         if prior:
-            runs[PRIOR] = ({**inputs, **prior}, [*caption, *prior], [])
-        made = {}
-        for run, (run_inputs, conditions, negative) in runs.items():
-            progress.set_postfix(run=run)
-            made[run] = self._generate(run_inputs, conditions, batch=len(batch), size=size, index=index,
-                                       negative=negative)
-        readings = {**{run: self.reader(output) for run, output in made.items()}, **readings}
-        caption = inputs[self.caption].sentence.float().cpu()  # [B, D], L2-normalised
-        background = named_background(batch.captions)
-        for run in (*made, self.caption, UNCONDITIONAL, "source"):
-            values = collected.captions_only[run]
-            if plannable:
-                for name, measure in layout_checks(readings[run].classes, plans).items():
-                    values[name].append(measure)
-            if readings[run].classes is not None and (background >= 0).all():
-                read = background_color(readings[run].images, readings[run].classes)
-                values["background_color"].append((read == background).double())
-            embedding = readings[run].embedding
-            if embedding is not None and embedding.shape[-1] == caption.shape[-1]:
-                values["clip_score"].append((embedding * caption).sum(-1).double())
-        if shown:
-            result.grid.update({run: output[:shown] for run, output in made.items()})
+            runs[PRIOR] = ({**inputs, **prior}, [self.caption, *prior], [])
+        return runs
 
 
-def pipe_has_prior(pipe: ComposerPipeline) -> bool:
-    return getattr(pipe, "prior", None) is not None
+def caption_measures(reading: Reading, plans: list | None, background: torch.Tensor,
+                     sentence: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`[B]` per measure of images against their captions: `layout_checks` (with `plans`), whether
+    the background has the named color (`background [B]`, where every caption names one), and the
+    in-domain CLIP score, the cosine of the image embedding and the caption's `sentence [B, D]`
+    embedding (where the reader has an image encoder in the caption's space)."""
+    values = dict(layout_checks(reading.classes, plans)) if plans is not None else {}
+    if reading.classes is not None and (background >= 0).all():
+        values["background_color"] = (background_color(reading.images, reading.classes) == background).double()
+    if reading.embedding is not None and reading.embedding.shape[-1] == sentence.shape[-1]:
+        values["clip_score"] = (reading.embedding * sentence).sum(-1).double()
+    return values
