@@ -9,6 +9,7 @@ the result. A hydra app: `--multirun guidance=2,4 seed=0,1,2` sweeps and writes 
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import hydra
@@ -64,6 +65,14 @@ def representation_picture(pipe, name: str, value, size: int) -> Image.Image:
         picture = Image.new("RGB", (size, size), "white")
         ImageDraw.Draw(picture).text((4, size // 2), name, fill="black")
     return picture
+
+
+def text_tile(text: str, tile: int = 160) -> Image.Image:
+    """A white `tile`-pixel square with `text` wrapped on it (PIL's default font, about 6 px a character)."""
+    image = Image.new("RGB", (tile, tile), "white")
+    lines = textwrap.wrap(text, width=tile // 6 - 1)
+    ImageDraw.Draw(image).multiline_text((4, 4), "\n".join(lines), fill="black")
+    return image
 
 
 def grid(columns: list[tuple[str, Image.Image, Image.Image | None]], result: Image.Image, tile: int = 160) -> Image.Image:
@@ -148,7 +157,8 @@ def run(cfg: DictConfig) -> Path:
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
                 representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]
     if caption:
-        columns.append((f"caption: {caption[:40]}", Image.new("RGB", (size, size), "white"), None))
+        label = "caption + prior" if cfg.prior.use else "caption"  # + the image embedding predicted from it
+        columns.append((label, text_tile(caption), None))
     out.parent.mkdir(parents=True, exist_ok=True)
     picture = grid(columns, result.images[0])
     picture.save(out)

@@ -265,3 +265,12 @@ def test_damaged_model_weights_are_one_line_errors_naming_the_file(trained, file
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
         assert result.stderr.strip().splitlines()[-1] == (
             f"error: cannot load {weights}: the file is damaged or incomplete (was it saved with other model settings?)")
+
+
+def test_the_recombine_grid_shows_the_whole_caption_inside_its_tile():
+    from composer.recombine import text_tile
+
+    tile = np.asarray(text_tile("two red circles left of a blue star on a striped light blue background").convert("L"))
+    inked = np.argwhere(tile < 128)
+    assert len(inked) > 100  # the words are drawn
+    assert inked[:, 1].max() < 156 and inked[:, 0].max() < 60  # wrapped inside the tile, not cut off at its edge
