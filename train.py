@@ -150,11 +150,13 @@ class Run:
         """The model itself, unwrapped."""
         return self.accelerator.unwrap_model(self.model)
 
-    def prepare_inputs(self, batch: Batch, generator: torch.Generator) -> tuple[Batch, dict]:
-        """The batch on the device, and its condition inputs (decomposed there)."""
+    def prepare_inputs(self, batch: Batch, generator: torch.Generator,
+                       keep: dict[str, torch.Tensor] | None = None) -> tuple[Batch, dict]:
+        """The batch on the device, and its condition inputs (decomposed there; with `keep`, joint
+        dropout's draw, only where a condition is kept)."""
         batch = batch.to(self.accelerator.device)
         with torch.no_grad():
-            return batch, self.conditioning.inputs(batch, generator)
+            return batch, self.conditioning.inputs(batch, generator, keep=keep)
 
 
 def build(cfg: DictConfig) -> Run:
@@ -248,9 +250,11 @@ def training_step(run: Run, batch: Batch, step: int) -> float | None:
     (None while gradients accumulate)."""
     accelerator = run.accelerator
     generator = torch.Generator().manual_seed(run.cfg.seed * 1_000_003 + step * 1_009 + accelerator.process_index)
-    batch, inputs = run.prepare_inputs(batch, generator)
+    # Dropout first: a condition dropped for a sample is not extracted for it (about half of them).
+    keep = run.raw.dropout(len(batch.images), generator, accelerator.device)
+    batch, inputs = run.prepare_inputs(batch, generator, keep)
     with accelerator.accumulate(run.model):
-        loss = run.model(images=batch.images, inputs=inputs, generator=generator)
+        loss = run.model(images=batch.images, inputs=inputs, generator=generator, keep=keep)
         # Every process must stop together: gather each one's verdict (as float: gloo has no bool).
         if not bool((accelerator.gather(torch.isfinite(loss.detach()).reshape(1).float()) > 0).all()):
             stop_on_nonfinite_loss(accelerator, run.checkpoints, loss.item(), step)

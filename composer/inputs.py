@@ -86,11 +86,28 @@ def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], *
     return inputs
 
 
+def wanted_samples(sources: Sequence[ConditionSource], keep: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`{representation: [B] bool}`: the samples for which some condition fed by it is kept."""
+    wanted: dict[str, torch.Tensor] = {}
+    for source in sources:
+        if source.spec.kind != "grounding" and source.spec.name in keep:
+            kept = keep[source.spec.name].bool()
+            wanted[source.representation] = wanted[source.representation] | kept if source.representation in wanted else kept
+    return wanted
+
+
 def batch_inputs(decomposer: Decomposer, sources: Sequence[ConditionSource], phrase_encoder: PhraseEncoder | None,
-                 batch, *, generator: torch.Generator | None = None) -> dict[str, object]:
+                 batch, *, generator: torch.Generator | None = None,
+                 keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, object]:
     """Condition inputs of a collated `composer.data.Batch` (on the decomposer's device): its images
-    decomposed with its captions and annotations, its boxes and embedded phrases for grounding."""
-    parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(), generator=generator)
+    decomposed with its captions and annotations, its boxes and embedded phrases for grounding.
+
+    `keep` (`{condition: [B] bool}`, joint dropout's draw) decomposes each representation only for
+    the samples some condition keeps: the other rows are blanks the model drops. In the default
+    run this halves the perception models' share of a training step (docs/experiments.md)."""
+    samples = wanted_samples(sources, keep) if keep is not None else None
+    parts = decomposer(batch.images, captions=batch.captions, annotations=batch.annotations(), generator=generator,
+                       samples=samples)
     phrases = (phrase_encoder(batch.phrases, batch.boxes.shape[1], batch.images.device, batch.images.dtype)
                if phrase_encoder else None)
     return condition_inputs(parts, sources, boxes=batch.boxes, box_valid=batch.box_valid, phrase_embeddings=phrases)
@@ -119,9 +136,10 @@ class Conditioning:
             ConditionSource(specs[name], settings.get("representation", name)) for name, settings in conditions.items()]
         return cls(sources, Decomposer([DatasetCaptions(), *extractors]), PhraseEncoder(text) if text else None)
 
-    def inputs(self, batch, generator: torch.Generator | None = None) -> dict[str, object]:
+    def inputs(self, batch, generator: torch.Generator | None = None,
+               keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, object]:
         """Condition inputs of a collated `composer.data.Batch` (see `batch_inputs`)."""
-        return batch_inputs(self.decomposer, self.sources, self.phrase_encoder, batch, generator=generator)
+        return batch_inputs(self.decomposer, self.sources, self.phrase_encoder, batch, generator=generator, keep=keep)
 
 
 def sources_from_config(conditions: Mapping[str, Mapping], extractors: Sequence[Extractor] = ()

@@ -254,12 +254,13 @@ class ComposerModel(ModelMixin, ConfigMixin):
 
     def forward(self, noisy: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
                 conditions: ConditionOutputs | None = None, *, images: torch.Tensor | None = None,
-                inputs: Mapping[str, object] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                inputs: Mapping[str, object] | None = None, generator: torch.Generator | None = None,
+                keep: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """`model(noisy, timesteps, conditions)`: the UNet's prediction (epsilon or v).
-        `model(images=..., inputs=..., generator=...)`: the training loss (`loss`), through forward so
-        that DDP sees it."""
+        `model(images=..., inputs=..., generator=..., keep=...)`: the training loss (`loss`), through
+        forward so that DDP sees it."""
         if images is not None:
-            return self.loss(images, inputs or {}, generator)
+            return self.loss(images, inputs or {}, generator, keep)
         return self.denoise(noisy, timesteps, conditions)
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: ConditionOutputs) -> torch.Tensor:
@@ -286,6 +287,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
 
         `images [B, 3, H, W]` in [0, 1]; `inputs[name]` the condition inputs; randomness (dropout,
         timesteps, noise) comes from `generator` (a CPU generator), so a step is reproducible.
+        `keep` (`{name: [B] bool}`) is a dropout already drawn (by `self.dropout`): training draws it
+        before decomposing, so that dropped conditions are not extracted.
         """
         batch = images.shape[0]
         x0 = self.encode(images, generator)

@@ -4,7 +4,7 @@ Huang et al. 2023, sec. 3.1), on the batch's device, and returns a `Decompositio
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -16,6 +16,7 @@ from .images import check_images
 from .intensity import Intensity
 from .masked_image import MaskedImage
 from .sketch import ClassicalSketch
+from .subsets import place, take
 from .text_embedding import TextEncoder
 from .types import Annotations, Decomposition, ExtractorInputs
 
@@ -68,14 +69,29 @@ class Decomposer(nn.Module):
 
     def forward(self, images: torch.Tensor, captions: list[str | None] | None = None, *,
                 masks: torch.Tensor | None = None, annotations: Annotations | None = None,
-                generator: torch.Generator | None = None) -> Decomposition:
+                generator: torch.Generator | None = None,
+                samples: Mapping[str, torch.Tensor] | None = None) -> Decomposition:
+        """The representations of `images [B, 3, H, W]`.
+
+        `samples[name]` (`[B]` bool, optional) extracts representation `name` only for those
+        samples; the other rows are blanks (zeros) that the caller must not use, and a
+        representation wanted by no sample is left out. Training passes what joint dropout keeps.
+        """
         check_images(images)
         inputs = ExtractorInputs(captions=captions, masks=masks, annotations=annotations, generator=generator)
         parts: dict[str, object] = {}
         with torch.inference_mode():
             for name, extractor in self.extractors.items():
-                parts[name] = extractor.extract(images, inputs)
-                if name == "caption":
+                wanted = None if samples is None else samples.get(name)
+                if wanted is not None and tuple(wanted.shape) != (len(images),):
+                    raise ValueError(f"samples[{name!r}] must be [B] = [{len(images)}] bool, got {tuple(wanted.shape)}")
+                if wanted is None or bool(wanted.all()):
+                    parts[name] = extractor.extract(images, inputs)
+                elif bool(wanted.any()):
+                    index = wanted.nonzero().squeeze(1).to(images.device)  # [K]
+                    found = extractor.extract(images[index], take(inputs, index))
+                    parts[name] = place(found, index, len(images))
+                if name == "caption" and name in parts:
                     inputs.captions = parts[name]
         if "caption" not in parts and captions is not None:
             parts["caption"] = list(captions)

@@ -76,3 +76,40 @@ def test_save_and_load_round_trip(tmp_path, offline):
 def test_extractors_run_in_their_order_whatever_order_they_are_given_in():
     decomposer = Decomposer([MaskedImage(), Intensity(), TextEncoder.minilm(), ColorHistogram(), DatasetCaptions()])
     assert decomposer.names == ["caption", "text", "color", "intensity", "masked_image"]
+
+
+def test_a_representation_is_extracted_only_for_the_samples_asked(offline):
+    images, captions = torch.rand(4, 3, 32, 32), ["a red circle", "a blue square on a green background", "b", "c"]
+    whole = offline(images, captions=captions, generator=torch.Generator().manual_seed(0))
+    wanted = torch.tensor([False, True, False, True])
+    parts = offline(images, captions=captions, generator=torch.Generator().manual_seed(0),
+                    samples={"color": wanted, "text": wanted, "sketch": torch.zeros(4, dtype=torch.bool)})
+    assert "sketch" not in parts  # wanted by no sample: left out
+    assert torch.equal(parts.intensity, whole.intensity)  # not named: every sample (the same draw)
+    assert torch.allclose(parts.color[wanted], whole.color[wanted], atol=1e-6) and not parts.color[~wanted].any()
+    # the subset pads its words to its own longest caption: compare the real tokens
+    text, full = parts.text, whole.text
+    assert torch.allclose(text.sentence[wanted], full.sentence[wanted], atol=1e-5) and not text.sentence[~wanted].any()
+    for row in (1, 3):
+        length = int(full.mask[row].sum())
+        assert torch.equal(text.mask[row, :length], full.mask[row, :length]) and not text.mask[row, length:].any()
+        assert torch.allclose(text.words[row, :length], full.words[row, :length], atol=1e-5)
+    assert not text.mask[~wanted].any()
+    with pytest.raises(ValueError, match=r"samples\['color'\] must be \[B\] = \[4\] bool, got \(3,\)"):
+        offline(images, captions=captions, samples={"color": torch.ones(3, dtype=torch.bool)})
+
+
+def test_annotations_and_instances_follow_the_samples_asked():
+    from decompose import AnnotatedInstances
+    from decompose.types import Annotations, Instances
+
+    masks = torch.zeros(3, 2, 8, 8, dtype=torch.bool)
+    masks[:, 0, 2:5, 2:5] = True
+    boxes = torch.tensor([0.1, 0.2, 0.5, 0.6]).repeat(3, 2, 1) * torch.tensor([1.0, 0.9, 0.8])[:, None, None]
+    annotated = Instances(masks, boxes, torch.ones(3, 2), torch.tensor([[True, False]] * 3), [["circle"], ["square"], ["star"]])
+    decomposer = Decomposer([AnnotatedInstances(max_objects=2)])
+    parts = decomposer(torch.rand(3, 3, 8, 8), annotations=Annotations(instances=annotated),
+                       samples={"instances": torch.tensor([False, True, True])})
+    assert parts.instances.labels == [[], ["square"], ["star"]]
+    assert torch.equal(parts.instances.masks[1:], masks[1:]) and not parts.instances.masks[0].any()
+    assert torch.equal(parts.instances.boxes[1:], boxes[1:]) and not parts.instances.valid[0].any()

@@ -294,3 +294,30 @@ def test_bf16_mixed_precision_on_cpu(tmp_path):
     result = _train(tmp_path / "run", "trainer.max_steps=2", "trainer.mixed_precision=bf16")
     assert result.returncode == 0, result.stderr[-3000:]
     assert all(np.isfinite(value) for value in _losses(tmp_path / "run").values())
+
+
+def test_the_default_run_decomposes_only_what_dropout_keeps_and_its_loss_is_unchanged():
+    """Training draws joint dropout first and extracts a representation only for the samples a
+    condition keeps (shipped zoo models, the default conditions): the blanks it leaves must not
+    reach the loss."""
+    from composer.data import Collate
+
+    cfg = _compose([])
+    conditions = OmegaConf.to_container(cfg.condition, resolve=True)
+    conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
+    conditioning.decomposer.eval()
+    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources],
+                        dropout=OmegaConf.to_container(cfg.dropout, resolve=True))
+    dataset = instantiate(cfg.data.train)
+    batch = Collate(cfg.data.max_objects)([dataset[i] for i in range(8)])
+    keep = model.dropout(8, torch.Generator().manual_seed(3))
+    partly = [name for name, kept in keep.items() if 0 < int(kept.sum()) < 8]
+    assert {"caption", "depth", "instances", "image_embedding"} <= set(partly), keep  # the draw exercises subsets
+    whole = conditioning.inputs(batch, torch.Generator().manual_seed(0))
+    kept = conditioning.inputs(batch, torch.Generator().manual_seed(0), keep=keep)
+    assert not kept["depth"][~keep["depth"]].any() and kept["depth"][keep["depth"]].abs().sum() > 0
+    kept["masked_image"] = whole["masked_image"]  # its random masks are drawn per row extracted: give both one draw
+    with torch.no_grad():
+        losses = [model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1), keep=keep)
+                  for inputs in (whole, kept)]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-7)

@@ -16,7 +16,8 @@ from decompose import ClipImageEncoder, TextEncoder, TransformersDepth, YoloInst
 # README, "In-domain model zoo": held-out accuracy of each shipped model
 STATED_RECALL = 0.969  # image encoder: caption retrieval recall@1 among 64 scenes
 STATED_DEPTH_ERROR = 0.035  # depth: scale-invariant log error on 64 scenes
-STATED_MASK_MAP50 = 0.700  # yolo: mask mAP50 on 256 scenes
+STATED_MASK_MAP50 = 0.858  # yolo: mask mAP50 on 256 scenes at the training size (64 px)
+STATED_MASK_MAP50_QUARTER = 0.700  # the same at a quarter of it (ultralytics' default validation)
 STATED_PRIOR_COSINE = 0.949  # prior: cosine of predicted and true image embeddings on 64 scenes
 
 
@@ -43,6 +44,7 @@ def test_the_shipped_depth_model_reproduces_its_held_out_error(capsys):
 def test_the_shipped_yolo_reproduces_its_held_out_mask_map_and_finds_scene_objects(capsys):
     report = _evaluate(capsys, "yolo")
     assert report["size_mb"] < 5 and report["mask_map50"] >= STATED_MASK_MAP50 - 0.1, report
+    assert report["mask_map50_quarter_size"] >= STATED_MASK_MAP50_QUARTER - 0.1, report
     scene = SceneDataset(size=32, split="val").render(3)
     found = YoloInstances(str(shipped("yolo")), max_objects=30, size=64)(scene.image[None])  # run at 64, masks at 32
     assert found.masks.shape[-2:] == (32, 32)
