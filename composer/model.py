@@ -147,7 +147,9 @@ class ComposerModel(ModelMixin, ConfigMixin):
         self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, local_downsample=downsample,
                                        global_tokens=global_tokens, max_objects=max_objects, local_hidden=local_hidden,
                                        local_levels=local_levels)
-        self.dropout = JointDropout([spec.name for spec in specs], **dict(dropout or {}))
+        # Maps and boxes are the spatial conditions `p_drop_local` drops together.
+        local = [spec.name for spec in specs if spec.kind in ("local", "grounding")]
+        self.dropout = JointDropout([spec.name for spec in specs], local=local, **dict(dropout or {}))
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                                              prediction_type=prediction_type)
         if not train_base:

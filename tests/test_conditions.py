@@ -58,8 +58,29 @@ def test_how_often_exactly_one_condition_is_kept(p_keep_one):
     if p_keep_one:  # the chosen condition is uniform: sketch alone about p_keep_one / 8 of the time
         sketch_alone = (single & keep[:, names.index("sketch")]).float().mean().item()
         assert _within(sketch_alone, p_keep_one / 8 + independent * 0.5 ** 7 * 0.7, n)
-    with pytest.raises(ValueError, match="p_keep_one must be <= 1"):
+    with pytest.raises(ValueError, match=r"p_keep_one \+ p_drop_local must be <= 1, got 0.5 \+ 0.3 \+ 0.3 \+ 0.0"):
         JointDropout(names, p_drop_all=0.5, p_keep_all=0.3, p_keep_one=0.3)
+
+
+def test_p_drop_local_drops_every_map_and_box_together_and_leaves_the_global_ones_free():
+    """`p_drop_local` adds samples that keep global conditions only: under Composer's schedule a
+    sample keeps some global condition and no map or box 0.8 * 0.5^4 * 0.7 * (1 - 0.5^3) of the time."""
+    names = ["caption", "image_embedding", "color", "sketch", "instances", "depth", "intensity", "grounding"]
+    local = ["sketch", "instances", "depth", "intensity", "grounding"]
+    n = 40_000
+    for p_drop_local in (0.0, 0.2):
+        dropout = JointDropout(names, p_drop_local=p_drop_local, local=local, overrides={"intensity": 0.7})
+        keep = dropout(n, torch.Generator().manual_seed(4))
+        no_local = ~torch.stack([keep[name] for name in local], 1).any(1)
+        some_global = torch.stack([keep[name] for name in names if name not in local], 1).any(1)
+        independent = 1 - 0.1 - 0.1 - p_drop_local
+        expected = (p_drop_local + independent * 0.5 ** 4 * 0.7) * (1 - 0.5 ** 3)
+        assert _within((no_local & some_global).float().mean().item(), expected, n), p_drop_local
+        # each global condition is still kept about half the time, the maps less often
+        assert _within(keep["caption"].float().mean().item(), 0.1 + 0.8 * 0.5, n)
+        assert _within(keep["sketch"].float().mean().item(), 0.1 + independent * 0.5, n)
+    with pytest.raises(ValueError, match=r"local name unknown conditions \['mask'\]"):
+        JointDropout(names, local=["mask"])
 
 
 def test_drop_all_and_keep_all_are_disjoint():
