@@ -5,10 +5,10 @@ Per sample: with probability `p_drop_all` every condition is dropped, with proba
 uniformly, is kept (not in Composer; 0 by default); with probability `p_drop_local` every
 spatial condition (`local`: maps and boxes) is dropped and the global ones (caption, embeddings,
 palette) are drawn independently (not in Composer; 0 by default: with the default six maps and
-boxes, Composer's schedule leaves a sample with global conditions only 1.5% of the time). The four events are disjoint: one uniform
-draw decides between them. Otherwise each condition is dropped independently with its own probability
-(`p_each`, or the override for that name, e.g. intensity 0.7, which carries so much of the
-image that it would otherwise crowd the others out).
+boxes, Composer's schedule leaves a sample with global conditions only 1.5% of the time). The
+four events are disjoint: one uniform draw decides between them. Otherwise each condition is
+dropped independently with its own probability (`p_each`, or the override for that name, e.g.
+intensity 0.7, which carries so much of the image that it would otherwise crowd the others out).
 """
 
 from __future__ import annotations

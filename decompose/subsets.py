@@ -19,8 +19,8 @@ def take(value, index: torch.Tensor):
     """Rows `index` (`[K]` long) of a batched value; anything unbatched (a generator) as it is."""
     if isinstance(value, torch.Tensor):
         return value[index.to(value.device)]
-    if isinstance(value, list):
-        return [value[row] for row in index.tolist()]
+    if isinstance(value, list):  # an empty list is unbatched (e.g. `Instances` without labels)
+        return [value[row] for row in index.tolist()] if value else []
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.replace(value, **{part.name: take(getattr(value, part.name), index)
                                              for part in dataclasses.fields(value)})
@@ -34,6 +34,8 @@ def place(value, index: torch.Tensor, batch: int):
         out[index.to(value.device)] = value
         return out
     if isinstance(value, list):
+        if not value:
+            return []
         nested = any(isinstance(item, list) for item in value)
         out = [[] if nested else None for _ in range(batch)]
         for row, item in zip(index.tolist(), value, strict=True):

@@ -113,3 +113,18 @@ def test_annotations_and_instances_follow_the_samples_asked():
     assert parts.instances.labels == [[], ["square"], ["star"]]
     assert torch.equal(parts.instances.masks[1:], masks[1:]) and not parts.instances.masks[0].any()
     assert torch.equal(parts.instances.boxes[1:], boxes[1:]) and not parts.instances.valid[0].any()
+
+
+def test_take_and_place_round_trip_rows_and_leave_unbatched_values_alone():
+    from decompose.subsets import place, take
+    from decompose.types import Instances
+
+    index = torch.tensor([0, 2])
+    assert place(take(["a", "b", "c"], index), index, 3) == ["a", None, "c"]
+    assert place(take([["x"], [], ["y", "z"]], index), index, 3) == [["x"], [], ["y", "z"]]
+    unlabelled = Instances(torch.ones(3, 2, 4, 4, dtype=torch.bool), torch.rand(3, 2, 4), torch.ones(3, 2),
+                           torch.ones(3, 2, dtype=torch.bool))  # labels=[]: not one list per row
+    back = place(take(unlabelled, index), index, 3)
+    assert back.labels == [] and back.masks[index].all() and not back.masks[1].any() and not back.valid[1].any()
+    generator = torch.Generator()
+    assert take(generator, index) is generator
