@@ -82,10 +82,16 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
 
         fixed_inputs = prepare()
 
+        def inputs_for(keep):
+            if variant == "composer_with_decomposition":
+                return prepare()
+            if variant == "composer_with_kept_decomposition":
+                return prepare(keep)
+            return fixed_inputs
+
         def step():
             keep = model.dropout(batch_size, draws, device)
-            inputs = {"composer_with_decomposition": prepare, "composer_with_kept_decomposition": lambda: prepare(keep)
-                      }.get(variant, lambda: fixed_inputs)()
+            inputs = inputs_for(keep)
             loss = model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1), keep=keep)
             loss.backward()
             optimizer.step()

@@ -80,9 +80,11 @@ def evaluate_yolo(weights: Path, data: Path, *, size: int, work: Path) -> dict:
     for 64 px, where our objects span 3-5 pixels)."""
     from decompose.instances import load_yolo
 
+    yolo = load_yolo(weights)
+
     def validate(**settings):
-        return load_yolo(weights).val(data=str(data), imgsz=size, batch=64, device="cpu", workers=0, plots=False,
-                                      project=str(work), name="val", exist_ok=True, verbose=False, **settings)
+        return yolo.val(data=str(data), imgsz=size, batch=64, device="cpu", workers=0, plots=False,
+                        project=str(work), name="val", exist_ok=True, verbose=False, **settings)
 
     # save_txt selects ultralytics' "more accurate" native-size masks (ops.process_mask_native); its
     # label files stay in `work`. mask_ratio=1 rasterises the ground truth at full size too.
