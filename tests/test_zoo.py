@@ -34,6 +34,21 @@ def test_the_shipped_image_encoder_reproduces_its_held_out_recall(capsys):
     assert embedding.shape == (2, 384) and torch.allclose(embedding.norm(dim=-1), torch.ones(2), atol=1e-5)
 
 
+def test_the_yolo_report_is_the_only_thing_on_stdout():
+    """`python -m composer.zoo evaluate yolo > report.json`: ultralytics' logs and progress bars go to
+    stderr. Run as a user runs it: in a new process, with ultralytics' logs on (conftest quiets them)."""
+    import subprocess
+    import sys
+
+    from .subprocesses import ENV, ROOT
+
+    result = subprocess.run([sys.executable, "-m", "composer.zoo", "evaluate", "yolo"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env={**ENV, "YOLO_VERBOSE": "True"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["mask_map50"] >= STATED_MASK_MAP50 - 0.1
+    assert "mAP50" in result.stderr  # ultralytics' table is still shown, on stderr
+
+
 def test_the_shipped_depth_model_reproduces_its_held_out_error(capsys):
     report = _evaluate(capsys, "depth")
     assert report["size_mb"] < 5 and report["si_error"] <= STATED_DEPTH_ERROR * 1.2 + 0.005, report

@@ -4,6 +4,7 @@ one (the shipped one by default) on held-out scenes. Prints JSON."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -127,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             parser.error(f"{path} does not exist")
     started = time.perf_counter()
-    report = {"model": args.model, **RUNNERS[args.model](args, out, path)}
+    # Stdout carries the JSON report only: ultralytics logs and draws its progress bars there (its
+    # logger takes sys.stdout when it is first imported, inside this block).
+    with contextlib.redirect_stdout(sys.stderr):
+        report = {"model": args.model, **RUNNERS[args.model](args, out, path)}
     where = out or path
     report.update(path=str(where), size_mb=size_mb(where), seconds=round(time.perf_counter() - started, 1))
     if out is not None:
