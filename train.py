@@ -8,7 +8,8 @@
 Reads top to bottom: `train` builds the run, resumes it, runs the steps (each one a training
 step, a log line, and at times a sample grid and a checkpoint) and finishes. Every step's
 randomness (condition dropout, timesteps, noise, random masks) comes from a generator seeded by
-(seed, step, rank), so a resumed run logs the same losses as an uninterrupted one.
+(seed, step, micro-batch, rank), so a resumed run logs the same losses as an uninterrupted one.
+A run holds a lock on its run_dir (`composer.training.lock`): a second one into it is an error.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
-from composer.checks import require
+from composer.checks import MAX_GUIDANCE, MAX_SEED, require
 from composer.commands import instantiate_extractors, run_or_exit
 from composer.data import Batch, Collate, Sample, SkipTally, data_loader
 from composer.grids import grid_image, reconstructions
@@ -49,6 +50,7 @@ from composer.training.checkpoint import (
     save_checkpoint,
     truncate_metrics,
 )
+from composer.training.lock import RunLock
 
 logger = logging.getLogger("composer.train")
 
@@ -61,6 +63,15 @@ def main(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> None:
     check_config(cfg)
     run = build(cfg)
+    try:
+        run_steps(run)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def run_steps(run: Run) -> None:
+    cfg = run.cfg
     state = resume(run)
     if state["step"] >= cfg.trainer.max_steps:
         run.accelerator.print(f"already trained to step {state['step']} (max_steps={cfg.trainer.max_steps}); "
@@ -72,13 +83,16 @@ def train(cfg: DictConfig) -> None:
     tally.counts.update(state.get("skipped", {}))
     stream = batches(run, state, tally)
     started = time.perf_counter()
+    micro = 0  # the micro-batch within the optimizer step (gradient accumulation)
     with tqdm(total=cfg.trainer.max_steps, initial=state["step"], disable=not run.accelerator.is_main_process,
               desc="training", dynamic_ncols=True) as progress:
         while state["step"] < cfg.trainer.max_steps:
             step = state["step"] + 1
-            loss = training_step(run, next(stream), step)
+            loss = training_step(run, next(stream), step, micro)
             if loss is None:  # accumulating gradients: the step is not complete yet
+                micro += 1
                 continue
+            micro = 0
             state.update(step=step, skipped=dict(tally.counts))
             log_step(run, step, loss, started=started, progress=progress)
             if due(step, cfg.trainer.sample_every, cfg.trainer.max_steps):
@@ -100,14 +114,14 @@ def check_config(cfg: DictConfig) -> None:
     require("trainer.sample_count", trainer.sample_count, minimum=0, integer=True)
     require("trainer.grad_clip", trainer.grad_clip, minimum=0)
     require("trainer.ema_decay", trainer.ema_decay, minimum=0, maximum=1)
-    require("trainer.guidance", trainer.guidance, minimum=0)
-    require("trainer.guidance_all", trainer.guidance_all, minimum=0)
+    require("trainer.guidance", trainer.guidance, minimum=0, maximum=MAX_GUIDANCE)
+    require("trainer.guidance_all", trainer.guidance_all, minimum=0, maximum=MAX_GUIDANCE)
     require("data.batch_size", data.batch_size, minimum=1, integer=True)
     require("data.num_workers", data.num_workers, minimum=0, integer=True)
     require("data.size", data.size, minimum=8, integer=True)
     require("data.max_objects", data.max_objects, minimum=1, integer=True)
     require("optimizer.lr", cfg.optimizer.lr, minimum=0)
-    require("seed", cfg.seed, minimum=0, integer=True)
+    require("seed", cfg.seed, minimum=0, maximum=MAX_SEED, integer=True)
 
 
 def refuse_to_overwrite(run_dir: Path, resume: str | None) -> None:
@@ -136,6 +150,7 @@ class Run:
     val_set: object
     checkpoint: Path | None  # the one to resume from
     trainable: list[torch.nn.Parameter] = field(default_factory=list)
+    lock: RunLock | None = None  # run_dir's, held by the main process
 
     @property
     def run_dir(self) -> Path:
@@ -163,12 +178,24 @@ def build(cfg: DictConfig) -> Run:
     """Conditions and their extractors, the model, optimizer, LR schedule, EMA and data. A run that
     starts fresh refuses a run_dir holding another run's files, before anything is built."""
     run_dir = Path(cfg.run_dir)
-    checkpoint = find_checkpoint(run_dir / "checkpoints", cfg.resume)
-    if checkpoint is None:
-        refuse_to_overwrite(run_dir, cfg.resume)
     accelerator = Accelerator(mixed_precision=cfg.trainer.mixed_precision,
                               gradient_accumulation_steps=cfg.trainer.gradient_accumulation, cpu=cfg.trainer.cpu,
                               log_with="tensorboard", project_dir=str(run_dir))
+    lock = RunLock(run_dir)
+    if accelerator.is_main_process:
+        lock.acquire()  # before anything is read or written: a second run into run_dir stops here
+    try:
+        return _build(cfg, accelerator, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _build(cfg: DictConfig, accelerator: Accelerator, lock: RunLock) -> Run:
+    run_dir = Path(cfg.run_dir)
+    checkpoint = find_checkpoint(run_dir / "checkpoints", cfg.resume)
+    if checkpoint is None:
+        refuse_to_overwrite(run_dir, cfg.resume)
     set_seed(cfg.seed)
     conditions = OmegaConf.to_container(cfg.condition, resolve=True)
     conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
@@ -193,7 +220,7 @@ def build(cfg: DictConfig) -> Run:
     val_set = instantiate(cfg.data.val) if cfg.data.get("val") else train_set
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     return Run(cfg, accelerator, conditioning, model, optimizer, lr_scheduler, ema, train_set, val_set, checkpoint,
-               trainable)
+               trainable, lock)
 
 
 def resume(run: Run) -> dict:
@@ -245,11 +272,21 @@ def batches(run: Run, state: dict, tally: SkipTally) -> Iterator[Batch]:
         epoch, skip = epoch + 1, 0
 
 
-def training_step(run: Run, batch: Batch, step: int) -> float | None:
+def draw_seed(seed: int, step: int, micro: int, accumulation: int, rank: int) -> int:
+    """The seed of one micro-batch's randomness: its own for each (seed, micro-batch, rank), so the
+    micro-batches of one optimizer step draw different dropout, timesteps and noise. Micro-batch
+    `micro` of `step` is draw `(step - 1) * accumulation + micro + 1`: without accumulation that is
+    `step`, the seeds earlier runs used (their resumes stay bit-identical)."""
+    draw = (step - 1) * accumulation + micro + 1
+    return seed * 1_000_003 + draw * 1_009 + rank
+
+
+def training_step(run: Run, batch: Batch, step: int, micro: int = 0) -> float | None:
     """Decompose, loss, backward, update; the mean loss over processes once the step is complete
-    (None while gradients accumulate)."""
+    (None while gradients accumulate). `micro`: which micro-batch of the step this is."""
     accelerator = run.accelerator
-    generator = torch.Generator().manual_seed(run.cfg.seed * 1_000_003 + step * 1_009 + accelerator.process_index)
+    generator = torch.Generator().manual_seed(draw_seed(run.cfg.seed, step, micro, run.cfg.trainer.gradient_accumulation,
+                                                        accelerator.process_index))
     # Dropout first: a condition dropped for a sample is not extracted for it (about half of them).
     keep = run.raw.dropout(len(batch.images), generator, accelerator.device)
     batch, inputs = run.prepare_inputs(batch, generator, keep)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from decompose import (
     Intensity,
 )
 
-from .checks import require
+from .checks import MAX_GUIDANCE, MAX_SEED, check_writable, require
 from .inference.box_energy import BoxEnergy
 from .inference.pipeline import ComposerPipeline, model_folder
 from .inputs import Conditioning
 from .prior import EmbeddingPrior
+from .secrets import masked, scrub, secret_values
+from .trusted_extractors import build_extractors
 
 
 def instantiate_extractors(conditions: dict) -> list:
@@ -35,17 +38,21 @@ def instantiate_extractors(conditions: dict) -> list:
 
 
 def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: bool = False,
-                   allow_missing_weights: bool = False, prior: EmbeddingPrior | None = None) -> ComposerPipeline:
+                   allow_missing_weights: bool = False, prior: EmbeddingPrior | None = None,
+                   trusted_extractors: Iterable[str] = ()) -> ComposerPipeline:
     """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights)
     and, if given, Composer's prior. With `annotations`, extractors that pass a dataset's ground
-    truth through are kept (for evaluating on that dataset)."""
+    truth through are kept (for evaluating on that dataset).
+
+    The folder may be someone else's: `conditions.yaml` builds only the project's own extractors
+    (`composer.trusted_extractors`), plus the `trusted_extractors` targets the user names."""
     pipe = ComposerPipeline.from_checkpoint(checkpoint, scheduler, allow_missing_weights=allow_missing_weights)
     folder = model_folder(checkpoint)
     conditions_file = folder / "conditions.yaml"
     if not conditions_file.is_file():
         raise ValueError(f"{str(folder)!r} has no conditions.yaml (written by train.py): cannot decompose images for it")
-    conditions = OmegaConf.to_container(OmegaConf.load(conditions_file), resolve=True)
-    extractors = instantiate_extractors(conditions)
+    conditions = read_conditions(conditions_file)
+    extractors = build_extractors(conditions, trusted=trusted_extractors, where=str(conditions_file))
     # Annotation extractors pass a dataset's ground truth through; a user's image has none, so
     # those conditions (the scenes' instances and depth) are left out: dropped when sampling.
     annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
@@ -62,14 +69,26 @@ def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: boo
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def read_conditions(path: Path) -> dict:
+    """A model folder's `conditions.yaml` as plain data (interpolations are not resolved: they
+    could read environment variables), or a ValueError naming the file."""
+    try:
+        conditions = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as error:  # yaml's and omegaconf's errors share no base class
+        raise ValueError(f"cannot read {path}: {str(error).splitlines()[0] if str(error) else error}") from None
+    if not isinstance(conditions, dict):
+        raise ValueError(f"{path} must map condition names to their settings")
+    return conditions
+
+
 # --- numbers ------------------------------------------------------------------------------------
 
 
 def check_sampling(cfg: DictConfig) -> None:
     """The sampling settings edit, recombine and evaluate share."""
-    require("guidance", cfg.guidance, minimum=0)
+    require("guidance", cfg.guidance, minimum=0, maximum=MAX_GUIDANCE)
     require("steps", cfg.steps, minimum=1, integer=True)
-    require("seed", cfg.seed, minimum=0, integer=True)
+    require("seed", cfg.seed, minimum=0, maximum=MAX_SEED, integer=True)
     if "grounding_fraction" in cfg and cfg.grounding_fraction != "auto":
         require("grounding_fraction", cfg.grounding_fraction, minimum=0, maximum=1, optional=True)
     box_energy_settings(cfg)  # its numbers too, before any work
@@ -122,39 +141,64 @@ def output_file(out, *, inputs: Iterable[str] = (), overwrite: bool = False, def
         raise ValueError(f"out={str(out)!r} is one of the inputs: choose another file, nothing is overwritten")
     if out.exists() and not overwrite:
         raise ValueError(f"out={str(out)!r} already exists: choose another file, or pass overwrite=true")
+    check_writable(out.parent, "out")
     if out.suffix.lower() in LOSSY_SUFFIXES:
         print(f"note: {out.suffix} is lossy; write .png to keep the unedited pixels exactly", file=sys.stderr)
     return out
 
 
 def record_output(cfg, out: Path, **extra) -> None:
-    """Add `out` and the settings that made it (all of `cfg` but `out`, plus `extra`) to the index."""
+    """Add `out` and the settings that made it (all of `cfg` but `out`, plus `extra`) to the index;
+    secrets (`llm.api_key`) are masked."""
     settings = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "out"}
-    write_index(index_path(out), {"output": str(out.resolve()), **settings, **extra})
+    write_index(index_path(out), masked({"output": str(out.resolve()), **settings, **extra}))
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+# Bad input, and a file system that refuses a write (full, read-only): one line, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, OSError)
 
 
 def run_or_exit(run: Callable, cfg) -> None:
-    """Run an entry point: bad input ends with one `error:` line and exit code 2, not a traceback."""
+    """Run an entry point: bad input ends with one `error:` line and exit code 2, not a traceback.
+    Anything else prints its traceback and exits 1; neither shows a secret setting's value (hydra
+    would print every override, `llm.api_key` included, above a crash)."""
+    secrets = _secrets(cfg)
     try:
         out = run(cfg)
     except InstantiationException as error:  # hydra wraps what a config's constructor raised
-        if not isinstance(error.__cause__, USER_ERRORS):
-            raise
-        _exit_with(error.__cause__)
+        if isinstance(error.__cause__, USER_ERRORS):
+            _exit_with(error.__cause__, secrets)
+        _crash(error, secrets)
     except USER_ERRORS as error:
-        _exit_with(error)
+        _exit_with(error, secrets)
+    except Exception as error:
+        _crash(error, secrets)
     if out is not None:
         print(f"wrote {out}")
 
 
-def _exit_with(error: Exception) -> None:
+def _secrets(cfg) -> list[str]:
+    try:
+        return secret_values(OmegaConf.to_container(cfg, resolve=True))
+    except Exception:  # an interpolation that does not resolve: the unresolved text is no secret
+        return secret_values(OmegaConf.to_container(cfg, resolve=False))
+
+
+def _close_progress_bars() -> None:
     for bar in list(getattr(tqdm, "_instances", ())):  # an open progress bar would swallow the line
         bar.close()
-    print(f"error: {error}", file=sys.stderr)
+
+
+def _exit_with(error: Exception, secrets: list[str] = ()) -> None:
+    _close_progress_bars()
+    print(scrub(f"error: {error}", list(secrets)), file=sys.stderr)
     sys.exit(2)
+
+
+def _crash(error: Exception, secrets: list[str]) -> None:
+    _close_progress_bars()
+    print(scrub("".join(traceback.format_exception(error)), secrets), file=sys.stderr, end="")
+    sys.exit(1)
 
 
 def write_index(index_file: Path, record: dict) -> None:

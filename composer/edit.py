@@ -15,24 +15,12 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from PIL import Image
 
 from decompose import load_image, load_mask
-from decompose.images import _pil_open
 
-from .checks import require
+from .checks import names, require
 from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
-
-
-def composite(image_path: str, generated: np.ndarray, mask: torch.Tensor) -> Image.Image:
-    """The file's own pixels with `generated [H, W, 3]` (uint8) inside `mask [1, H, W]`: outside it,
-    every byte is the file's, alpha included (RGBA stays RGBA)."""
-    with _pil_open(Path(image_path)) as opened:
-        has_alpha = opened.mode in ("RGBA", "LA", "PA") or (opened.mode == "P" and "transparency" in opened.info)
-        original = np.array(opened.convert("RGBA" if has_alpha else "RGB"))
-    inside = mask[0].cpu().numpy() > 0
-    original[inside, :3] = generated[inside]
-    return Image.fromarray(original)
+from .inference.composite import check_output_depth, composite, save_composite
 
 
 def run(cfg: DictConfig) -> Path:
@@ -40,16 +28,18 @@ def run(cfg: DictConfig) -> Path:
     require("context", cfg.context, minimum=0)
     out = output_file(cfg.out, inputs=[cfg.image, cfg.mask], overwrite=cfg.overwrite, default_name="edit.png")
     image = load_image(cfg.image)[None]  # [1, 3, H, W] at the photo's own size
+    check_output_depth(cfg.image, out)
     mask = load_mask(cfg.mask, tuple(image.shape[-2:]), cfg.image)[None]  # [1, 1, H, W]
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights)
-    conditions = "all" if cfg.conditions == "all" else list(cfg.conditions)
+    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
+                          trusted_extractors=cfg.trusted_extractors)
+    conditions = "all" if cfg.conditions == "all" else names("conditions", cfg.conditions)
     captions = [cfg.caption] if cfg.caption else None
     result = pipe(images=image, captions=captions, conditions=conditions, guidance=cfg.guidance,
                   edit_image=image, edit_mask=mask, edit_context=cfg.context, num_inference_steps=cfg.steps,
                   generator=torch.Generator().manual_seed(cfg.seed), output_type="np", progress=True)
     generated = np.round(result.images[0] * 255).astype(np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    composite(cfg.image, generated, mask[0]).save(out)
+    save_composite(composite(cfg.image, generated, mask[0]), out, mask[0])
     record_output(cfg, out)
     return out
 

@@ -161,14 +161,14 @@ class ComposerModel(ModelMixin, ConfigMixin):
     def adapter(cls, unet_path: str | os.PathLike, conditions: Sequence[Mapping], vae_path: str | os.PathLike | None = None,
                 subfolder: str | None = None, **kwargs) -> ComposerModel:
         """Composer adapters on a pretrained UNet (frozen); a fresh model reproduces it exactly."""
-        from decompose.pretrained import load_pretrained
+        from decompose.pretrained import load_weights
 
-        base = load_pretrained(lambda p, **k: UNet2DConditionModel.from_pretrained(p, subfolder=subfolder, **k),
-                               unet_path, "pretrained UNet")
+        base = load_weights(lambda p, **k: UNet2DConditionModel.from_pretrained(p, subfolder=subfolder, **k),
+                            unet_path, "pretrained UNet", use_safetensors=True)
         vae_config = None
         vae = None
         if vae_path is not None:
-            vae = load_pretrained(AutoencoderKL.from_pretrained, vae_path, "VAE")
+            vae = load_weights(AutoencoderKL.from_pretrained, vae_path, "VAE", use_safetensors=True)
             vae_config = dict(vae.config)
         model = cls(conditions=conditions, unet_config=dict(base.config), vae_config=vae_config, train_base=False,
                     **kwargs)

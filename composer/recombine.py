@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from decompose import load_image
 from decompose.render import map_picture, to_pil
 
-from .checks import require
+from .checks import MAX_BATCH, names, require, strengths
 from .commands import (
     box_energy_settings,
     build_pipeline,
@@ -109,12 +109,16 @@ def plan_prompt(cfg: DictConfig, *, max_objects: int) -> tuple[Layout, bool]:
 
 def run(cfg: DictConfig) -> Path:
     check_sampling(cfg)
-    require("batch", cfg.batch, minimum=1, integer=True)
-    strength = dict(cfg.strength or {})
+    require("batch", cfg.batch, minimum=1, maximum=MAX_BATCH, integer=True)
+    strength = strengths(cfg.strength)
+    negative = names("negative", cfg.negative)
+    if cfg.prompt and cfg.layout:
+        raise ValueError("give prompt= (a layout planned from it) or layout= (a layout file), not both")
     paths = {name: str(path) for name, path in (cfg.images or {}).items() if path}
     out = output_file(cfg.out, inputs=[*paths.values(), cfg.layout], overwrite=cfg.overwrite,
                       default_name="recombined.png")
     pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
+                          trusted_extractors=cfg.trusted_extractors,
                           prior=load_prior(cfg))
     size = pipe.image_size
     unknown = [name for name in [*paths, *strength] if name not in pipe.condition_names]
@@ -133,7 +137,7 @@ def run(cfg: DictConfig) -> Path:
         images[name] = loaded[path]
     layout = load_layout(cfg.layout) if cfg.layout else None
     planned = False
-    if cfg.prompt and layout is None:
+    if cfg.prompt:
         layout, planned = plan_prompt(cfg, max_objects=pipe.model.config.max_objects)
     # A prompt the planner reads is in the training captions' grammar: it is the caption as well.
     caption = cfg.caption or (cfg.prompt if planned else layout.caption if layout else None)
@@ -150,7 +154,7 @@ def run(cfg: DictConfig) -> Path:
             inputs.update(pipe.decompose_captions(captions))
         if layout:
             inputs.update(pipe.layout_inputs(layout, cfg.batch))
-    result = pipe(inputs, conditions=conditions, negative=list(cfg.negative), guidance=cfg.guidance,
+    result = pipe(inputs, conditions=conditions, negative=negative, guidance=cfg.guidance,
                   strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy_settings(cfg),
                   use_prior=cfg.prior.use, num_inference_steps=cfg.steps,
                   generator=generator, size=(size, size), batch_size=cfg.batch, progress=True)

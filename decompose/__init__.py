@@ -9,7 +9,7 @@ from .caption import BlipCaptioner, DatasetCaptions
 from .color import ColorHistogram
 from .decomposer import Decomposer
 from .depth import AnnotatedDepth, TransformersDepth
-from .extractor import Extractor
+from .extractor import Extractor, builds_extractor
 from .hed import HED, load_hed
 from .image_embedding import ClipImageEncoder
 from .images import check_images, image_size, load_image, load_mask
@@ -37,6 +37,6 @@ __all__ = [
     "INTENSITY_WEIGHTS", "HED", "Annotations", "AnnotatedDepth", "AnnotatedInstances",
     "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
     "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
-    "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "check_images",
+    "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "builds_extractor", "check_images",
     "detections_to_instances", "image_size", "load_hed", "load_image", "load_mask", "load_yolo", "results_to_instances", "save_yolo",
 ]

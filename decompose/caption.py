@@ -12,8 +12,8 @@ import os
 
 import torch
 
-from .extractor import Extractor
-from .pretrained import load_pretrained, normalize, processor_statistics
+from .extractor import Extractor, builds_extractor
+from .pretrained import load_pretrained, load_weights, normalize, processor_statistics
 from .types import ExtractorInputs
 
 BLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -63,10 +63,11 @@ class BlipCaptioner(Extractor):
         self.max_new_tokens = max_new_tokens
 
     @classmethod
+    @builds_extractor
     def from_pretrained(cls, path_or_id: str | os.PathLike, max_new_tokens: int = 30) -> BlipCaptioner:
         from transformers import AutoTokenizer, BlipForConditionalGeneration
 
-        model = load_pretrained(BlipForConditionalGeneration.from_pretrained, path_or_id, "BLIP captioner")
+        model = load_weights(BlipForConditionalGeneration.from_pretrained, path_or_id, "BLIP captioner")
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path_or_id, "BLIP tokenizer")
         mean, std, _ = processor_statistics(path_or_id, BLIP_MEAN, BLIP_STD)
         return cls(model, tokenizer, mean, std, max_new_tokens=max_new_tokens)

@@ -14,8 +14,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .extractor import Extractor
-from .pretrained import load_pretrained, normalize, processor_statistics
+from .extractor import Extractor, builds_extractor
+from .pretrained import load_weights, normalize, processor_statistics
 from .types import ExtractorInputs
 
 
@@ -38,10 +38,11 @@ class TransformersDepth(Extractor):
         self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
+    @builds_extractor
     def from_pretrained(cls, path_or_id: str | os.PathLike, input_size: int | None = None) -> TransformersDepth:
         from transformers import AutoModelForDepthEstimation
 
-        model = load_pretrained(AutoModelForDepthEstimation.from_pretrained, path_or_id, "depth model")
+        model = load_weights(AutoModelForDepthEstimation.from_pretrained, path_or_id, "depth model")
         mean, std, processor = processor_statistics(path_or_id, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
         if input_size is None:
             size = getattr(processor, "size", None) or {}

@@ -30,6 +30,14 @@ def first_floating(module: nn.Module) -> torch.Tensor | None:
     return next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
 
 
+def builds_extractor(function):
+    """Mark `function` (a factory or alternative constructor returning an `Extractor`) as one a
+    shared model folder's `conditions.yaml` may name: loading a model builds only `Extractor`
+    classes and functions marked so."""
+    function.builds_extractor = True
+    return function
+
+
 class Extractor(nn.Module):
     """One representation of an image batch (Composer, Huang et al. 2023, sec. 3.1).
 

@@ -12,8 +12,14 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .extractor import Extractor
-from .pretrained import load_pretrained, normalize, processor_statistics, resize_and_center_crop
+from .extractor import Extractor, builds_extractor
+from .pretrained import (
+    CLIP_TEXT_TOWER,
+    load_weights,
+    normalize,
+    processor_statistics,
+    resize_and_center_crop,
+)
 from .types import ExtractorInputs
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -34,10 +40,12 @@ class ClipImageEncoder(Extractor):
         self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
+    @builds_extractor
     def from_pretrained(cls, path_or_id: str | os.PathLike) -> ClipImageEncoder:
         from transformers import CLIPVisionModelWithProjection
 
-        model = load_pretrained(CLIPVisionModelWithProjection.from_pretrained, path_or_id, "CLIP vision model")
+        model = load_weights(CLIPVisionModelWithProjection.from_pretrained, path_or_id, "CLIP vision model",
+                             other_tower=CLIP_TEXT_TOWER)
         mean, std, _ = processor_statistics(path_or_id, CLIP_MEAN, CLIP_STD)
         return cls(model, mean, std)
 

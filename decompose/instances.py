@@ -3,8 +3,8 @@ and class names that GLIGEN grounding reads (Li et al. 2023).
 
 - `YoloInstances`: an ultralytics YOLO segmentation model run on the batch tensor on its device.
   Weights come from a `.safetensors` file written by `save_yolo` (state dict + the model's
-  architecture and class names in the metadata), so nothing is ever unpickled. To convert an
-  official `yolov8n-seg.pt` you trust: `save_yolo(YOLO("yolov8n-seg.pt"), "yolov8n-seg.safetensors")`.
+  architecture and class names in the metadata): nothing is unpickled, and `load_yolo` checks the
+  architecture against an allow-list before ultralytics builds it (`decompose/yolo_file.py`).
 - `AnnotatedInstances`: masks, boxes and labels a dataset provides.
 
 Output: `Instances` padded to `max_objects` slots (default 30, GLIGEN's limit), highest score first.
@@ -12,62 +12,20 @@ Output: `Instances` padded to `max_objects` slots (default 30, GLIGEN's limit), 
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from .extractor import Extractor
 from .types import ExtractorInputs, Instances
+from .yolo_file import load_yolo, save_yolo
+
+__all__ = ["AnnotatedInstances", "YoloInstances", "detections_to_instances", "load_yolo", "results_to_instances",
+           "save_yolo"]
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks or downloads from ultralytics
-
-
-def save_yolo(model, path: str | Path) -> None:
-    """Write an ultralytics `YOLO` (or its `.model`) as safetensors that `YoloInstances` loads."""
-    network = getattr(model, "model", model)
-    metadata = {
-        "format": "composer-yolo/1",
-        "architecture": json.dumps({key: value for key, value in network.yaml.items() if key != "yaml_file"}),
-        "names": json.dumps({int(key): str(value) for key, value in network.names.items()}),
-    }
-    state = {key: value.detach().contiguous().cpu() for key, value in network.state_dict().items()}
-    save_file(state, str(path), metadata=metadata)
-
-
-def load_yolo(path: str | Path):
-    """Rebuild the YOLO saved by `save_yolo` and load its weights (safetensors only)."""
-    from ultralytics import YOLO
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"YOLO weights file {str(path)!r} does not exist")
-    if path.suffix != ".safetensors":
-        raise ValueError(
-            f"YOLO weights must be .safetensors (got {path.name!r}); convert a trusted .pt with "
-            "decompose.instances.save_yolo(YOLO('model.pt'), 'model.safetensors')"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        architecture, names = json.loads(metadata["architecture"]), json.loads(metadata["names"])
-    except (KeyError, json.JSONDecodeError, OSError) as error:
-        raise ValueError(f"{str(path)!r} is not a YOLO file written by save_yolo ({error})") from None
-    with tempfile.TemporaryDirectory() as folder:
-        # ultralytics builds models from yaml files; JSON is valid YAML.
-        config = Path(folder) / "model.yaml"
-        config.write_text(json.dumps(architecture))
-        yolo = YOLO(str(config), task="segment")
-    yolo.model.load_state_dict(load_file(str(path)))
-    yolo.model.names = {int(key): value for key, value in names.items()}
-    yolo.model.eval()
-    return yolo
 
 
 def detections_to_instances(detections: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],

@@ -17,6 +17,9 @@ import torch.nn.functional as F
 
 T = TypeVar("T")
 
+# A two-tower CLIP checkpoint holds both towers; loading one lists the other's weights as unexpected.
+CLIP_TEXT_TOWER = ("text_model.", "text_projection.", "logit_scale")
+CLIP_VISION_TOWER = ("vision_model.", "visual_projection.", "logit_scale")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -31,7 +34,30 @@ def load_pretrained(loader: Callable[..., T], path_or_id: str | os.PathLike, wha
     return _call(loader, text, what, **kwargs)
 
 
+def load_weights(loader: Callable[..., T], path_or_id: str | os.PathLike, what: str, *,
+                 other_tower: tuple[str, ...] = (), **kwargs) -> T:
+    """`load_pretrained` for a model with weights, strictly: a weight the model needs that the file
+    lacks (or holds at another shape) is a `ValueError`, as is a weight the model does not have,
+    except those under `other_tower` (the text tower's when loading CLIP's vision tower from a
+    two-tower checkpoint, and the other way round). Without this, another model's file loads with
+    random weights and only a muted warning."""
+    model, info = load_pretrained(loader, path_or_id, what, output_loading_info=True, **kwargs)
+    unexpected = [key for key in info.get("unexpected_keys") or () if not key.startswith(other_tower or ("\0",))]
+    problems = {"missing": list(info.get("missing_keys") or ()),
+                "of another shape": [str(item[0]) if isinstance(item, tuple) else str(item)
+                                     for item in info.get("mismatched_keys") or ()],
+                "not in the model": unexpected}
+    found = {kind: keys for kind, keys in problems.items() if keys}
+    if found or info.get("error_msgs"):
+        listed = "; ".join(f"{len(keys)} weights {kind} ({', '.join(sorted(keys)[:3])}{', ...' if len(keys) > 3 else ''})"
+                           for kind, keys in found.items()) or "; ".join(map(str, info["error_msgs"]))[:300]
+        raise ValueError(f"{str(path_or_id)!r} does not hold this {what}'s weights: {listed}. "
+                         "Is it a folder of another model?")
+    return model
+
+
 def _call(loader: Callable[..., T], source: str, what: str, **kwargs) -> T:
+    from safetensors import SafetensorError
     from transformers.utils import logging as hf_logging
 
     # Loading one tower of a two-tower checkpoint (CLIP) lists the other tower's weights as
@@ -41,7 +67,7 @@ def _call(loader: Callable[..., T], source: str, what: str, **kwargs) -> T:
     hf_logging.disable_progress_bar()
     try:
         return loader(source, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:  # SafetensorError: truncated
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"cannot load {what} from {source!r}: {first_line}") from None
     finally:

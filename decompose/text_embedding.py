@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .extractor import Extractor
-from .pretrained import load_pretrained
+from .extractor import Extractor, builds_extractor
+from .pretrained import CLIP_VISION_TOWER, load_pretrained, load_weights
 from .types import ExtractorInputs, TextEmbedding
 
 POOLINGS = ("projection", "mean")
@@ -55,19 +55,22 @@ class TextEncoder(Extractor):
         self.dim = model.config.projection_dim if pooling == "projection" else model.config.hidden_size
 
     @classmethod
+    @builds_extractor
     def clip(cls, path_or_id: str | os.PathLike, max_length: int = 77) -> TextEncoder:
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
-        model = load_pretrained(CLIPTextModelWithProjection.from_pretrained, path_or_id, "CLIP text model")
+        model = load_weights(CLIPTextModelWithProjection.from_pretrained, path_or_id, "CLIP text model",
+                             other_tower=CLIP_VISION_TOWER)
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path_or_id, "CLIP tokenizer")
         return cls(model, tokenizer, "projection", max_length)
 
     @classmethod
+    @builds_extractor
     def minilm(cls, path: str | os.PathLike | None = None, max_length: int = 77) -> TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         source = minilm_path() if path is None else path
-        model = load_pretrained(AutoModel.from_pretrained, source, "MiniLM text model")
+        model = load_weights(AutoModel.from_pretrained, source, "MiniLM text model")
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, source, "MiniLM tokenizer")
         return cls(model, tokenizer, "mean", max_length)
 

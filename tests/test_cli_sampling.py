@@ -1,6 +1,7 @@
 """composer.edit and composer.recombine on a model trained by `train.py experiment=smoke`."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,38 @@ def test_edit_keeps_pixels_outside_the_mask(trained, files, tmp_path):
     assert (before[outside] == after[outside]).all() and (before[~outside] != after[~outside]).any()
     record = json.loads((tmp_path / "index.jsonl").read_text().splitlines()[-1])
     assert record["output"] == str(out.resolve()) and record["caption"] == "a red circle"
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_edit_keeps_a_16_bit_photo_at_16_bits_outside_the_mask(trained, files, tmp_path, channels):
+    import cv2
+
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 65536, (32, 32, channels)[: 2 if channels == 1 else 3], dtype=np.uint16)
+    photo = tmp_path / "deep.png"
+    cv2.imwrite(str(photo), pixels)  # OpenCV writes 16-bit PNGs as given (BGR for 3 channels)
+    out = tmp_path / "edited.png"
+    result = run_app("composer.edit", f"checkpoint={trained}", f"image={photo}", f"mask={files / 'mask.png'}",
+                     f"out={out}", "steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    edited = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    expected = pixels if channels == 3 else np.repeat(pixels[..., None], 3, axis=-1)
+    outside = np.asarray(Image.open(files / "mask.png")) == 0
+    assert edited.dtype == np.uint16 and edited.shape == (32, 32, 3)
+    assert np.array_equal(edited[outside], expected[outside]) and not np.array_equal(edited[~outside], expected[~outside])
+    assert "changed" not in result.stderr
+    lossy = run_app("composer.edit", f"checkpoint={trained}", f"image={photo}", f"mask={files / 'mask.png'}",
+                    f"out={tmp_path / 'edited.jpg'}", "steps=2")
+    assert lossy.returncode == 2 and "has 16-bit pixels" in lossy.stderr and not (tmp_path / "edited.jpg").exists()
+
+
+def test_edit_to_a_palette_format_says_how_many_pixels_it_changed(trained, files, tmp_path):
+    photo = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photo)
+    result = run_app("composer.edit", f"checkpoint={trained}", f"image={photo}", f"mask={files / 'mask.png'}",
+                     f"out={tmp_path / 'edited.gif'}", "steps=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"\.gif changed [1-9]\d* pixels outside the mask", result.stderr), result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("mask, message", [("small_mask.png", "is 16x16 but image"), ("gray_mask.png", "not binary")])
@@ -209,8 +242,8 @@ def test_the_same_command_twice_gives_the_same_file(trained, files, tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("guidance=nan", "guidance must be a finite number >= 0, got nan"),
-    ("guidance=-1", "guidance must be a finite number >= 0, got -1"),
+    ("guidance=nan", "guidance must be a finite number >= 0 and <= 100.0, got nan"),
+    ("guidance=-1", "guidance must be a finite number >= 0 and <= 100.0, got -1"),
     ("steps=0", "steps must be a whole number >= 1, got 0"),
     ("context=-0.5", "context must be a finite number >= 0, got -0.5"),
 ])
@@ -247,7 +280,7 @@ def test_recombine_takes_the_documented_strength_form(trained, files, tmp_path):
     assert record["strength"] == {"sketch": 0.5}
     result = run_app("composer.recombine", f"checkpoint={trained}", f"sketch={files / 'scene0.png'}",
                   "strength={sketch: -1}", f"out={tmp_path / 'bad.png'}", "steps=2")
-    assert result.returncode == 2 and "strength of 'sketch' must be a finite number >= 0" in result.stderr
+    assert result.returncode == 2 and "strength of 'sketch' must be a finite number >= 0 and <= 100.0" in result.stderr
 
 
 def test_damaged_model_weights_are_one_line_errors_naming_the_file(trained, files, tmp_path):
@@ -274,3 +307,31 @@ def test_the_recombine_grid_shows_the_whole_caption_inside_its_tile():
     inked = np.argwhere(tile < 128)
     assert len(inked) > 100  # the words are drawn
     assert inked[:, 1].max() < 156 and inked[:, 0].max() < 60  # wrapped inside the tile, not cut off at its edge
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["batch=10000"], "batch must be a whole number >= 1 and <= 64, got 10000"),
+    (["guidance=1e308"], "guidance must be a finite number >= 0 and <= 100.0, got 1e+308"),
+    (["seed=1180591620717411303424"], "seed must be a whole number >= 0 and <= 9223372036854775807"),
+    (["strength=[1,2]"], "strength must map conditions to numbers, e.g. strength='{sketch: 0.5}', got [1, 2]"),
+    (["negative=nosuch"], "unknown conditions ['nosuch']"),
+    (["prompt=a red circle", "layout=missing.json"], "give prompt= (a layout planned from it) or layout="),
+])
+def test_recombine_settings_out_of_range_are_one_line_errors(trained, files, tmp_path, settings, message):
+    out = tmp_path / "x.png"
+    result = run_app("composer.recombine", f"checkpoint={trained}", f"sketch={files / 'scene0.png'}", *settings,
+                     f"out={out}", "steps=2")
+    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr[-1500:]
+    assert not out.exists()
+
+
+def test_one_condition_name_is_a_list_of_one_and_an_unwritable_out_fails_before_sampling(trained, files, tmp_path):
+    out = tmp_path / "negative.png"
+    result = run_app("composer.recombine", f"checkpoint={trained}", f"sketch={files / 'scene0.png'}",
+                     "caption=a red circle", "negative=sketch", f"out={out}", "steps=2")
+    assert result.returncode == 0 and out.is_file(), result.stderr[-1500:]
+    assert json.loads((tmp_path / "index.jsonl").read_text())["negative"] == "sketch"
+    result = run_app("composer.recombine", f"checkpoint={trained}", f"sketch={files / 'scene0.png'}",
+                     "out=/proc/x.png", "steps=2")
+    assert result.returncode == 2 and "cannot write in /proc" in result.stderr.strip().splitlines()[-1]
+    assert "sampling" not in result.stderr  # no progress bar: it failed before the work

@@ -61,6 +61,25 @@ def test_metadata_problems_are_reported_with_line_numbers(messy_folder, caplog):
     assert "line 10" in caplog.text and "line 12" in caplog.text
 
 
+def test_paths_outside_the_folder_and_deep_nesting_are_skipped_lines(tmp_path):
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    _picture().save(root / "good.png")
+    _picture(1).save(outside / "x.png")
+    lines = [json.dumps({"file_name": "good.png", "text": "kept"}),
+             json.dumps({"file_name": "../outside/x.png", "text": "outside"}),
+             json.dumps({"file_name": str(outside / "x.png"), "text": "absolute"}),
+             json.dumps({"file_name": "sub/../../outside/x.png", "text": "climbs out"}),
+             "[" * 100_000 + "]" * 100_000]
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    dataset = ImageFolderDataset(root, size=32)
+    assert [entry.text for entry in dataset.entries] == ["kept"]
+    assert [problem.split(":")[0] for problem in dataset.problems] == [f"metadata.jsonl line {n}" for n in (2, 3, 4, 5)]
+    assert all("points outside" in problem for problem in dataset.problems[:3])
+    assert "nested too deeply" in dataset.problems[3]
+
+
 def test_bad_images_are_skipped_and_counted_convertible_ones_kept(messy_folder):
     dataset = ImageFolderDataset(messy_folder, size=32, random_crop=False)
     loader = data_loader(dataset, batch_size=4, num_workers=2, shuffle=True, drop_last=False)

@@ -79,7 +79,7 @@ def test_evaluate_never_overwrites_a_report_and_checks_numbers(trained, tmp_path
     result = run_app("composer.evaluation", f"checkpoint={trained}", "n=4", "batch=2", f"out={out}")
     assert result.returncode == 2 and "already holds an evaluation (report.md)" in result.stderr
     assert (out / "report.md").read_text() == "an earlier evaluation"
-    for setting, message in (("guidance=nan", "guidance must be a finite number >= 0, got nan"),
+    for setting, message in (("guidance=nan", "guidance must be a finite number >= 0 and <= 100.0, got nan"),
                              ("steps=0", "steps must be a whole number >= 1, got 0"),
                              ("n=1", "n must be a whole number >= 2, got 1")):
         result = run_app("composer.evaluation", f"checkpoint={trained}", setting, f"out={tmp_path / 'other'}")

@@ -75,14 +75,21 @@ def test_a_new_condition_recombines_from_an_image_and_the_evaluation_names_it(gr
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "recombined.png"
+    # A model folder builds only the project's extractors unless the user trusts one of their own.
+    refused = run_app("composer.recombine", f"checkpoint={gradient_run}", f"gradient={photo}", f"sketch={photo}",
+                      f"out={out}", "steps=2")
+    assert refused.returncode == 2 and not out.exists()
+    assert "'gradient_extractor.GradientMagnitude' is not one of the project's extractors" in refused.stderr
+    assert "trusted_extractors=[gradient_extractor.GradientMagnitude]" in refused.stderr
+    trust = "trusted_extractors=[gradient_extractor.GradientMagnitude]"
     result = run_app("composer.recombine", f"checkpoint={gradient_run}", f"gradient={photo}", f"sketch={photo}",
-                     f"out={out}", "steps=2")
+                     f"out={out}", "steps=2", trust)
     assert result.returncode == 0, result.stderr[-2000:]
     used = json.loads((tmp_path / "index.jsonl").read_text().splitlines()[-1])["conditions_used"]
     assert sorted(used) == ["gradient", "sketch"]
     report = tmp_path / "evaluation"
     result = run_app("composer.evaluation", f"checkpoint={gradient_run}", "n=2", "batch=2", "steps=1", "grid_count=0",
-                     f"out={report}", "parser.steps=4", "parser.scenes=32", f"parser.cache={tmp_path / 'cache'}")
+                     f"out={report}", "parser.steps=4", "parser.scenes=32", f"parser.cache={tmp_path / 'cache'}", trust)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((report / "report.json").read_text())
     assert summary["not_measured"] == ["gradient"]

@@ -32,6 +32,12 @@ def test_the_window_holds_the_mask_with_context(height, width, box, side):
         assert window.top + side <= height and window.left + side <= width
 
 
+@pytest.mark.parametrize("context", [1e9, 1e308])
+def test_a_huge_context_is_capped_at_twice_the_photo(context):
+    window = mask_window(_mask(200, 300, 20, 40, 10, 50), model_size=32, context=context)
+    assert window.side == 600 and _inside(window, 20, 40, 10, 50)
+
+
 def test_crop_and_paste_keep_every_pixel_outside_the_mask():
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(3, 90, 130, generator=generator)

@@ -187,6 +187,16 @@ def test_output_types(model):
         pipe(_inputs(batch=1), output_type="jpeg", progress=False)
 
 
+def test_a_sample_that_is_not_finite_is_an_error_not_a_black_image(model):
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+    latents = torch.randn(1, model.unet.config.in_channels, 16, 16)
+    latents[0, 0, 3, 3] = float("nan")  # what an overflowing guidance leaves in the sample
+    with pytest.raises(FloatingPointError, match="sampling produced non-finite pixels"):
+        pipe(_inputs(batch=1), num_inference_steps=2, latents=latents, size=(16, 16), batch_size=1, progress=False)
+    with pytest.raises(ValueError, match="guidance must be a finite number >= 0 and <= 100.0, got 1e"):
+        pipe(_inputs(batch=1), guidance=1e308, num_inference_steps=2, size=(16, 16), batch_size=1, progress=False)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.floats(0, 1))
 def test_slerp_endpoints_and_norm(seed, t):

@@ -106,3 +106,16 @@ def test_set_epoch_reaches_the_workers(shards):
         dataset.set_epoch(epoch)
         orders.append(tuple(source for batch in loader for source in batch.sources))
     assert len(set(orders)) > 1  # a new shard order each epoch
+
+
+def test_a_json_that_is_not_an_object_is_ignored_not_fatal(tmp_path):
+    pattern = str(tmp_path / "odd-%03d.tar")
+    odd = {"null": b"null", "list": b"[1, 2]", "number": b"5", "nested": b"[" * 100_000 + b"]" * 100_000,
+           "caption": json.dumps({"caption": 7}).encode()}
+    with wds.ShardWriter(pattern, maxcount=10, verbose=0) as writer:
+        for key, meta in odd.items():
+            writer.write({"__key__": key, "png": _png(np.zeros((16, 16, 3), np.uint8)), "json": meta})
+    items = list(ShardDataset(str(tmp_path / "odd-000.tar"), size=16, random_crop=False, shuffle_shards=False))
+    assert all(isinstance(item, Sample) for item in items) and len(items) == len(odd)
+    assert {_key(item): item.caption for item in items} == {"null": "", "list": "", "number": "", "nested": "",
+                                                          "caption": "7"}

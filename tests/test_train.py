@@ -321,3 +321,108 @@ def test_the_default_run_decomposes_only_what_dropout_keeps_and_its_loss_is_unch
         losses = [model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1), keep=keep)
                   for inputs in (whole, kept)]
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------ faults: two runs, a killed run, a full disk
+
+
+def _start(run_dir: Path, *overrides: str, limit_file_size: int | None = None) -> subprocess.Popen:
+    import resource
+
+    def limit():  # writes past `limit_file_size` bytes fail with EFBIG: a disk that is full for large files
+        if limit_file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    command = [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"run_dir={run_dir}", *overrides]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=limit)
+
+
+def _wait_for(path: Path, seconds: float = 300) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)
+
+
+def test_a_second_run_into_a_busy_run_dir_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    import signal
+
+    run = tmp_path / "run"
+    first = _start(run, "trainer.max_steps=1000", "trainer.checkpoint_every=1", "trainer.sample_every=1000")
+    try:
+        _wait_for(run / "checkpoints" / "latest")
+        second = _train(run, "trainer.max_steps=2", "seed=1")
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert second.stderr.strip().splitlines()[-1].startswith(
+            f"error: run_dir {str(run)!r} is in use by another training (pid {first.pid} on ")
+        assert "wait for it to finish, or choose another run_dir" in second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    rows = _rows(run)
+    assert rows == list(range(1, len(rows) + 1))  # one run's steps only, never interleaved
+    done = max(rows) + 2
+    resumed = _train(run, f"trainer.max_steps={done}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"was left by a run that is no longer running (pid {first.pid}" in resumed.stderr
+    assert (run / ".lock").read_text() == ""  # released at the end: the next run sees no stale lock
+    assert max(_rows(run)) == done
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_half_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    probe = _train(tmp_path / "probe", "trainer.max_steps=1", "trainer.checkpoint_every=1")
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    weights = (tmp_path / "probe" / "checkpoints" / "step-000001" / "model.safetensors").stat().st_size
+    full = _start(run, "trainer.max_steps=3", "trainer.checkpoint_every=1", "trainer.sample_every=1000",
+                  limit_file_size=weights // 2)
+    _, stderr = full.communicate(timeout=600)
+    assert full.returncode == 2, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write the checkpoint of step 1 in {run / 'checkpoints'} (")
+    assert "File too large" in last
+    assert last.endswith("no checkpoint was written before it") and "Traceback" not in stderr
+    assert not list((run / "checkpoints").glob(".tmp-step-*"))
+    # The disk fills after a good checkpoint: that one is named, survives, and the run resumes from it.
+    full = _start(tmp_path / "probe", "trainer.max_steps=3", "trainer.checkpoint_every=1",
+                  "trainer.sample_every=1000", limit_file_size=weights // 2)
+    _, stderr = full.communicate(timeout=600)
+    good = tmp_path / "probe" / "checkpoints" / "step-000001"
+    assert full.returncode == 2 and stderr.strip().splitlines()[-1].endswith(
+        f"the last good checkpoint is {good}: free space, then resume=latest"), stderr[-2000:]
+    assert not list(good.parent.glob(".tmp-step-*"))
+    resumed = _train(tmp_path / "probe", "trainer.max_steps=3")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout and "step 1" in resumed.stdout
+
+
+def test_gradient_accumulation_draws_anew_for_each_micro_batch(tmp_path):
+    import train
+
+    cfg = _compose(["experiment=smoke", f"run_dir={tmp_path / 'run'}", "trainer.gradient_accumulation=2"])
+    run = train.build(cfg)
+    try:
+        seen = []
+        dropout = run.raw.dropout
+
+        def recording(batch_size, generator, device):  # the real draw, remembered
+            keep = dropout(batch_size, generator, device)
+            seen.append((generator.initial_seed(), torch.stack(list(keep.values())).clone()))
+            return keep
+
+        run.raw.dropout = recording
+        stream = train.batches(run, {"step": 0, "epoch": 0, "batch_in_epoch": 0}, train.SkipTally())
+        batch = next(stream)
+        assert train.training_step(run, batch, step=1, micro=0) is None  # accumulating
+        assert train.training_step(run, batch, step=1, micro=1) is not None  # the optimizer step
+        assert train.training_step(run, batch, step=2, micro=0) is None
+    finally:
+        run.lock.release()
+    seeds = [seed for seed, _ in seen]
+    assert len(set(seeds)) == 3  # each micro-batch its own draw, within and across optimizer steps
+    assert not torch.equal(seen[0][1], seen[1][1])  # the same batch, other dropout masks
+    # Without accumulation the seeds are the ones earlier runs used: (seed, step, rank).
+    assert [train.draw_seed(0, step, 0, 1, 0) for step in (1, 2)] == [1_009, 2_018]

@@ -8,7 +8,7 @@ import torch
 
 from composer.data import SceneDataset
 from composer.prior import EmbeddingPrior
-from composer.zoo import shipped
+from composer.zoo import scenes_prior, shipped
 from composer.zoo.__main__ import main
 from composer.zoo.image_encoder import contrastive_loss
 from decompose import ClipImageEncoder, TextEncoder, TransformersDepth, YoloInstances
@@ -114,3 +114,37 @@ def test_retraining_depth_yolo_and_the_prior_runs_on_a_tiny_set(model, out, meas
     assert main(["train", model, "--out", str(path), "--steps", "1", "--scenes", "8", "--batch", "4"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert path.exists() and report["steps"] == 1 and report[measure] >= 0, report
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["evaluate", "depth", "--size", "-5"], "--size must be at least 8 pixels, got -5"),
+    (["evaluate", "depth", "--size", "0"], "--size must be at least 8 pixels, got 0"),
+    (["train", "yolo", "--out", "{tmp}"], "YOLO is saved as one file; expected a path ending in .safetensors"),
+    (["train", "depth", "--out", "/proc/nope"], "cannot write in /proc"),
+    (["train", "depth", "--out", "{tmp}/file/sub"], "is a file, not a folder"),
+])
+def test_zoo_mistakes_are_caught_before_any_work(arguments, message, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(SystemExit) as exit_:
+        main([argument.replace("{tmp}", str(tmp_path)) for argument in arguments])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_folder_holding_another_models_weights_is_an_error_not_random_weights(tmp_path, capsys):
+    import shutil
+
+    impostor = tmp_path / "depth"
+    shutil.copytree(shipped("depth"), impostor)
+    shutil.copy(shipped("image_encoder") / "model.safetensors", impostor / "model.safetensors")
+    assert main(["evaluate", "depth", "--path", str(impostor)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "does not hold this depth model's weights" in last and "missing" in last
+    truncated = tmp_path / "truncated"
+    shutil.copytree(shipped("depth"), truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4000])
+    assert main(["evaluate", "depth", "--path", str(truncated)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: cannot load depth model")
+    with pytest.raises(ValueError, match="is not a prior folder: its config.json describes DepthAnything"):
+        scenes_prior(shipped("depth"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -66,8 +66,16 @@ def read_metadata(root: Path) -> tuple[list[Entry], list[str]]:
         except json.JSONDecodeError as error:
             problems.append(f"metadata.jsonl line {number}: malformed JSON ({error.msg})")
             continue
+        except RecursionError:
+            problems.append(f"metadata.jsonl line {number}: JSON nested too deeply")
+            continue
         if not isinstance(record, dict) or not isinstance(record.get("file_name"), str):
             problems.append(f"metadata.jsonl line {number}: no 'file_name' string")
+            continue
+        name = PurePosixPath(record["file_name"].replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts:  # the data is the folder's: nothing is read from outside it
+            problems.append(f"metadata.jsonl line {number}: file_name {record['file_name']!r} points outside "
+                            f"{str(root)!r}; give a path relative to it, without '..'")
             continue
         path = root / record["file_name"]
         if not path.is_file():

@@ -124,8 +124,11 @@ class ShardDataset(IterableDataset):
         if "json" in record:
             try:
                 meta = json.loads(record["json"])
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 logger.warning("%s: unreadable .json, using .txt only", key)
+            if not isinstance(meta, dict):  # null, a list, a number: no caption or boxes in it
+                logger.warning("%s: its .json is a %s, not an object: using .txt only", key, type(meta).__name__)
+                meta = {}
         caption = record["txt"].decode("utf-8", errors="replace").strip() if "txt" in record else ""
         caption = caption or str(meta.get("caption") or meta.get("text") or "")
         boxes, phrases = [], []

@@ -20,7 +20,7 @@ from torch.utils.data import IterableDataset
 
 from decompose import TransformersDepth, YoloInstances
 
-from ..checks import require
+from ..checks import MAX_GUIDANCE, check_writable, names, require
 from ..commands import box_energy_settings, build_pipeline, check_sampling, load_prior, run_or_exit
 from ..data import SceneDataset
 from ..inference.pipeline import model_folder
@@ -66,6 +66,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
     """Before the work: a folder holding an earlier report is never written over unless asked."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"out={str(out)!r} is a file; expected a folder for the report")
+    check_writable(out, "out")
     held = [name for name in REPORT_FILES if (out / name).exists()]
     if held and not overwrite:
         raise ValueError(f"{out} already holds an evaluation ({', '.join(held)}): pass out=ANOTHER_FOLDER, "
@@ -75,14 +76,15 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     check_sampling(cfg)
-    require("guidance_all", cfg.guidance_all, minimum=0)
+    require("guidance_all", cfg.guidance_all, minimum=0, maximum=MAX_GUIDANCE)
     require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
     require("batch", cfg.batch, minimum=2, integer=True)
     require("grid_count", cfg.grid_count, minimum=0, integer=True)
     out = output_folder(cfg)
     check_output_folder(out, cfg.overwrite)
     pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True,
-                          allow_missing_weights=cfg.allow_missing_weights, prior=load_prior(cfg))
+                          allow_missing_weights=cfg.allow_missing_weights,
+                          trusted_extractors=cfg.trusted_extractors, prior=load_prior(cfg))
     if pipe.prior is not None and not any(s.representation == pipe.prior.config.representation for s in pipe.sources):
         print(f"note: this model has no condition fed by {pipe.prior.config.representation}: "
               "the prior's run is left out", file=sys.stderr)
@@ -110,15 +112,16 @@ def run(cfg: DictConfig) -> Path:
     if not OmegaConf.is_list(cfg.sweep):
         raise ValueError(f"sweep={cfg.sweep!r}: expected a list of guidance scales, e.g. sweep=[1,2,3] (or [])")
     for value in cfg.sweep:
-        require("sweep", value, minimum=0)
-    unknown = [name for name in cfg.planned_negative if name not in pipe.condition_names]
+        require("sweep", value, minimum=0, maximum=MAX_GUIDANCE)
+    planned_negative = names("planned_negative", cfg.planned_negative)
+    unknown = [name for name in planned_negative if name not in pipe.condition_names]
     if unknown:
         raise ValueError(f"planned_negative names {unknown}, which this model lacks; it has {pipe.condition_names}")
     settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
                                   guidance_all=cfg.guidance_all,
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
-                                  planned_negative=tuple(cfg.planned_negative),
+                                  planned_negative=tuple(planned_negative),
                                   box_energy=box_energy_settings(cfg))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     # The image embedding is read back by the encoder that made the condition judged by it

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .http import post_json
 
 CANVAS = 512
 
@@ -77,9 +78,10 @@ class Layout:
 
 def check_box(box, phrase: str = "") -> tuple[float, float, float, float]:
     """A normalised xyxy box, or a ValueError naming what is wrong with it."""
-    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-        raise ValueError(f"box {box!r} of {phrase!r} is not 4 numbers (x0, y0, x1, y1)")
-    x0, y0, x1, y1 = (float(v) for v in box)
+    numbers = _numbers(box)
+    if numbers is None:
+        raise ValueError(f"box {_short(box)} of {phrase!r} is not 4 numbers (x0, y0, x1, y1)")
+    x0, y0, x1, y1 = numbers
     if not all(0.0 <= v <= 1.0 for v in (x0, y0, x1, y1)):
         raise ValueError(f"box {list(box)} of {phrase!r} is outside [0, 1] (boxes are normalised xyxy)")
     if x1 < x0 or y1 < y0:
@@ -87,13 +89,33 @@ def check_box(box, phrase: str = "") -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
+def _numbers(box) -> tuple[float, ...] | None:
+    """The 4 finite floats of `box`, or None (not a list of 4 numbers, or too large for a float)."""
+    if not (isinstance(box, (list, tuple)) and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+        return None
+    try:
+        numbers = tuple(float(v) for v in box)
+    except OverflowError:  # a 400-digit integer
+        return None
+    return numbers if all(math.isfinite(v) for v in numbers) else None
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def layout_from_dict(data: dict) -> Layout:
     if not isinstance(data, dict):
         raise ValueError(f"a layout must be a mapping with 'background' and 'objects', got {type(data).__name__}")
+    items = data.get("objects", [])
+    if not isinstance(items, list):
+        raise ValueError(f"a layout's 'objects' must be a list of {{phrase, box}}, got {_short(items)}")
     objects = []
-    for item in data.get("objects", []):
+    for item in items:
         if not isinstance(item, dict) or "phrase" not in item or "box" not in item:
-            raise ValueError(f"layout object {item!r} needs 'phrase' and 'box'")
+            raise ValueError(f"layout object {_short(item)} needs 'phrase' and 'box'")
         objects.append(LayoutObject(str(item["phrase"]), check_box(item["box"], str(item["phrase"]))))
     return Layout(str(data.get("background", "A realistic scene")), str(data.get("negative", "") or ""), objects)
 
@@ -103,7 +125,10 @@ def load_layout(path: str | Path) -> Layout:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"layout file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"layout file {str(path)!r} is not UTF-8 text: expected JSON or YAML") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -111,6 +136,8 @@ def load_layout(path: str | Path) -> Layout:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"layout file {str(path)!r} is nested too deeply") from None
     except Exception as error:  # json.JSONDecodeError, yaml.YAMLError
         raise ValueError(f"cannot parse layout file {str(path)!r}: {error}") from None
     return layout_from_dict(data)
@@ -127,18 +154,19 @@ def parse_reply(reply: str, canvas: int = CANVAS) -> Layout:
         raise ValueError(f"the LLM reply has no 'Objects: [...]' line: {reply[:200]!r}")
     try:
         items = ast.literal_eval(found.group(1))
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         raise ValueError(f"the LLM reply's objects are not a list of (name, [x, y, w, h]): {found.group(1)[:200]!r}") from None
     if not isinstance(items, (list, tuple)):
         raise ValueError(f"the LLM reply's objects are not a list: {found.group(1)[:200]!r}")
     objects = []
     for item in items:
         if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)):
-            raise ValueError(f"object {item!r} in the LLM reply is not (name, [x, y, w, h])")
+            raise ValueError(f"object {_short(item)} in the LLM reply is not (name, [x, y, w, h])")
         name, box = item
-        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-            raise ValueError(f"box {box!r} of {name!r} in the LLM reply is not [x, y, width, height]")
-        x, y, width, height = (float(v) for v in box)
+        numbers = _numbers(box)
+        if numbers is None:
+            raise ValueError(f"box {_short(box)} of {name!r} in the LLM reply is not [x, y, width, height]")
+        x, y, width, height = numbers
         if width <= 0 or height <= 0:
             raise ValueError(f"box {list(box)} of {name!r} in the LLM reply has no area")
         x0, y0 = max(0.0, x), max(0.0, y)
@@ -167,24 +195,16 @@ class LayoutClient:
         return messages + [{"role": "user", "content": f"Caption: {prompt}"}]
 
     def __call__(self, prompt: str) -> Layout:
-        body = json.dumps({"model": self.model, "messages": self.messages(prompt),
-                           "temperature": self.temperature}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload = json.loads(response.read().decode())
-        except urllib.error.HTTPError as error:
-            raise ValueError(f"LLM endpoint {self.url} answered HTTP {error.code}: {error.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            reason = getattr(error, "reason", error)
-            raise ValueError(f"cannot reach the LLM endpoint {self.url}: {reason}") from None
-        except json.JSONDecodeError:
-            raise ValueError(f"LLM endpoint {self.url} did not answer JSON") from None
+        payload = post_json(self.url, {"model": self.model, "messages": self.messages(prompt),
+                                       "temperature": self.temperature}, headers=headers, timeout=self.timeout)
         try:
             reply = payload["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise ValueError(f"LLM endpoint {self.url} answered without choices[0].message.content") from None
+        if not isinstance(reply, str):
+            raise ValueError(f"LLM endpoint {self.url} answered {type(reply).__name__} as the message content, "
+                             "expected text")
         return parse_reply(reply)

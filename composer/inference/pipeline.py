@@ -29,7 +29,7 @@ from PIL import Image
 from decompose import Decomposer, check_images
 from decompose.masked_image import check_masks
 
-from ..checks import require
+from ..checks import MAX_GUIDANCE, require
 from ..inputs import ConditionSource, PhraseEncoder, condition_inputs
 from ..model import ComposerModel
 from ..prior import EmbeddingPrior
@@ -72,7 +72,8 @@ def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = F
         raise ValueError(f"checkpoint {str(checkpoint)!r} has no weights (expected diffusion_pytorch_model.safetensors)")
     where = str(files[0]) if len(files) == 1 else f"the weights in {str(path)!r}"
     try:
-        model, info = ComposerModel.from_pretrained(str(path), low_cpu_mem_usage=False, output_loading_info=True)
+        model, info = ComposerModel.from_pretrained(str(path), low_cpu_mem_usage=False, output_loading_info=True,
+                                                    use_safetensors=True)
     except (OSError, RuntimeError, ValueError) as error:
         # Truncated files (OSError) and weights of other shapes (RuntimeError: "size mismatch").
         details = [line.strip() for line in str(error).splitlines() if "size mismatch" in line][:2]
@@ -254,11 +255,11 @@ class ComposerPipeline(DiffusionPipeline):
     def check_inputs(*, guidance: float, num_inference_steps: int, grounding_fraction: float | None,
                      strength: Mapping[str, float] | None, output_type: str, edit_context: float) -> None:
         """Numbers a user types: a short error naming the bad value (NaN guidance would give a black image)."""
-        require("guidance", guidance, minimum=0)
+        require("guidance", guidance, minimum=0, maximum=MAX_GUIDANCE)
         require("num_inference_steps", num_inference_steps, minimum=1, integer=True)
         require("grounding_fraction", grounding_fraction, minimum=0, maximum=1, optional=True)
         for name, value in (strength or {}).items():
-            require(f"strength of {name!r}", value, minimum=0)
+            require(f"strength of {name!r}", value, minimum=0, maximum=MAX_GUIDANCE)
         require("edit_context", edit_context, minimum=0)
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -326,7 +327,10 @@ class ComposerPipeline(DiffusionPipeline):
                                 context=edit_context, settings=settings)
         else:
             result = self._generate(inputs, images, captions, layout, size=size, batch_size=batch_size, **settings)
-        # 5. post-process
+        # 5. post-process: a NaN would be written as a black image, exit 0
+        if not torch.isfinite(result).all():
+            raise FloatingPointError(f"sampling produced non-finite pixels (guidance={guidance}, strength={strength}): "
+                                     "lower the guidance or strengths")
         return ImagePipelineOutput(images=self._output(result, output_type))
 
     def _edit(self, inputs, images, captions, layout, *, edit_image: torch.Tensor, edit_mask: torch.Tensor,

@@ -29,8 +29,8 @@ class Window:
 
 def mask_window(mask: torch.Tensor, model_size: int, context: float = 0.25) -> Window:
     """The window for one `[H, W]` mask (1 = regenerate): its bounding box widened by
-    `context` x its longer side on every side, at least `model_size`, centred on the box and
-    kept inside the image where it fits."""
+    `context` x its longer side on every side, at least `model_size`, at most twice the image's
+    longer side, centred on the box and kept inside the image where it fits."""
     if context < 0:
         raise ValueError(f"context must be >= 0, got {context}")
     height, width = mask.shape[-2:]
@@ -39,7 +39,10 @@ def mask_window(mask: torch.Tensor, model_size: int, context: float = 0.25) -> W
         raise ValueError("the edit mask is empty: mark the region to regenerate in white")
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
     extent = max(bottom - top, right - left)
-    side = max(model_size, round(extent * (1 + 2 * context)))
+    # Past twice the photo's longer side a window adds only replicated edges, and memory
+    # (context=1e9 would ask for terabytes): cap it there, before rounding (1e308 is finite).
+    largest = 2 * max(height, width)
+    side = max(model_size, round(min(extent * (1 + 2 * context), largest)))
 
     def place(low: int, high: int, size: int) -> int:
         start = (low + high - side) // 2

@@ -53,15 +53,16 @@ def save_checkpoint(accelerator, root: Path, step: int, state: dict, *, model, o
         root.mkdir(parents=True, exist_ok=True)
         temporary = root / f".tmp-step-{step:06d}"
         shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir()
-        weights = {key: value.detach().contiguous().cpu()
-                   for key, value in accelerator.unwrap_model(model).state_dict().items()}
-        save_file(weights, str(temporary / "model.safetensors"))
-        shadow, ema_state = _ema_parts(ema)
-        save_file(shadow, str(temporary / "ema.safetensors"))
-        torch.save(optimizer.state_dict(), temporary / "optimizer.pt")
-        torch.save(lr_scheduler.state_dict(), temporary / "lr_scheduler.pt")
-        (temporary / STATE_FILE).write_text(json.dumps({**state, "step": step, "ema": ema_state}))
+        try:
+            _write(temporary, accelerator.unwrap_model(model), state={**state, "step": step}, optimizer=optimizer,
+                   lr_scheduler=lr_scheduler, ema=ema)
+        except (OSError, SafetensorError, RuntimeError) as error:  # a full or read-only disk
+            shutil.rmtree(temporary, ignore_errors=True)  # no half checkpoint left behind
+            good = _latest_name(root)
+            where = f"the last good checkpoint is {root / good}: free space, then resume=latest" if good \
+                else "no checkpoint was written before it"
+            reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+            raise OSError(f"cannot write the checkpoint of step {step} in {root} ({reason}); {where}") from None
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
@@ -70,6 +71,25 @@ def save_checkpoint(accelerator, root: Path, step: int, state: dict, *, model, o
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _write(folder: Path, model, *, state: dict, optimizer, lr_scheduler, ema) -> None:
+    folder.mkdir()
+    weights = {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items()}
+    save_file(weights, str(folder / "model.safetensors"))
+    shadow, ema_state = _ema_parts(ema)
+    save_file(shadow, str(folder / "ema.safetensors"))
+    torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(lr_scheduler.state_dict(), folder / "lr_scheduler.pt")
+    (folder / STATE_FILE).write_text(json.dumps({**state, "ema": ema_state}))
+
+
+def _latest_name(root: Path) -> str | None:
+    try:
+        name = (root / "latest").read_text().strip()
+    except OSError:
+        return None
+    return name if name and (root / name).is_dir() else None
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -12,7 +12,10 @@ composer/prior.py, trained against the shipped image encoder).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from decompose import builds_extractor
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # name -> what is shipped under weights/: transformers folders, the YOLO as one safetensors file
@@ -32,6 +35,7 @@ def shipped(name: str) -> Path:
 # path swaps in a retrained model.
 
 
+@builds_extractor
 def scenes_instances(weights: str | None = None, max_objects: int = 30, size: int | None = 64):
     """`decompose.YoloInstances` of the shipped scenes YOLO (or `weights`), run at `size` pixels
     (the shipped one was trained on 32-pixel scenes scaled to 64)."""
@@ -40,6 +44,7 @@ def scenes_instances(weights: str | None = None, max_objects: int = 30, size: in
     return YoloInstances(str(weights or shipped("yolo")), max_objects, size=size)
 
 
+@builds_extractor
 def scenes_depth(path_or_id: str | None = None):
     """`decompose.TransformersDepth` of the shipped scenes Depth Anything (or `path_or_id`)."""
     from decompose import TransformersDepth
@@ -47,6 +52,7 @@ def scenes_depth(path_or_id: str | None = None):
     return TransformersDepth.from_pretrained(path_or_id or shipped("depth"))
 
 
+@builds_extractor
 def scenes_image_encoder(path_or_id: str | None = None):
     """`decompose.ClipImageEncoder` of the shipped scenes CLIP vision tower (or `path_or_id`)."""
     from decompose import ClipImageEncoder
@@ -57,6 +63,26 @@ def scenes_image_encoder(path_or_id: str | None = None):
 def scenes_prior(path: str | None = None):
     """`composer.prior.EmbeddingPrior` of the shipped scenes prior (or `path`): captions embedded by
     MiniLM -> the shipped image encoder's embeddings."""
+    from decompose.pretrained import load_weights
+
     from ..prior import EmbeddingPrior
 
-    return EmbeddingPrior.from_pretrained(str(path or shipped("prior")))
+    folder = Path(path or shipped("prior"))
+    kind = _model_kind(folder / "config.json")
+    if kind != "EmbeddingPrior":
+        raise ValueError(f"{str(folder)!r} is not a prior folder: its config.json describes {kind}; train one with "
+                         "python -m composer.zoo train prior --out FOLDER")
+    return load_weights(EmbeddingPrior.from_pretrained, folder, "prior", use_safetensors=True)
+
+
+def _model_kind(config: Path) -> str:
+    """What a model folder's config.json says it holds: diffusers' `_class_name`, transformers'
+    `architectures` or `model_type`."""
+    try:
+        settings = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return "nothing readable"
+    if not isinstance(settings, dict):
+        return "nothing readable"
+    kind = settings.get("_class_name") or settings.get("architectures") or settings.get("model_type")
+    return str(kind[0] if isinstance(kind, list) and kind else kind or "an unknown model")

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..checks import check_writable
 from . import MODELS, shipped
 
 HELD_OUT = 64  # held-out scenes for retrieval and depth
@@ -94,6 +95,25 @@ def prior(args, out: Path | None, path: Path | None) -> dict:
     return {**{name: round(value, 4) for name, value in accuracy.items()}, "held_out_scenes": HELD_OUT}
 
 
+def check_out(model: str, out: Path | None, overwrite: bool) -> None:
+    """Before training (up to 13 minutes): `--out` is given, free (or `overwrite`) and writable.
+    YOLO writes one `.safetensors` file; the others a folder."""
+    if out is None:
+        raise ValueError("train needs --out (the shipped model is replaced only by naming its path)")
+    if model == "yolo":
+        if out.suffix != ".safetensors" or out.is_dir():
+            raise ValueError(f"--out {out}: YOLO is saved as one file; expected a path ending in .safetensors")
+        if out.exists() and not overwrite:
+            raise ValueError(f"{out} exists; pass --overwrite to replace it")
+        check_writable(out.parent, "--out")
+        return
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file; {model} is saved as a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    check_writable(out, "--out")
+
+
 RUNNERS = {"image_encoder": image_encoder, "depth": depth, "yolo": yolo, "prior": prior}
 
 
@@ -106,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps (epochs for yolo); default per model")
     parser.add_argument("--scenes", type=int, help="training scenes; default per model")
     parser.add_argument("--batch", type=int, help="default per model")
-    parser.add_argument("--size", type=int, default=32, help="scene size in pixels")
+    parser.add_argument("--size", type=int, default=32, help="scene size in pixels (at least 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -116,13 +136,15 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, default)
         elif value < 1:
             parser.error(f"--{name} must be at least 1, got {value}")
+    if args.size < 8:
+        parser.error(f"--size must be at least 8 pixels, got {args.size}")
     out = path = None
     if args.action == "train":
-        if args.out is None:
-            parser.error("train needs --out (the shipped model is replaced only by naming its path)")
-        if args.out.exists() and (args.out.is_file() or any(args.out.iterdir())) and not args.overwrite:
-            parser.error(f"{args.out} exists and is not empty; pass --overwrite to replace it")
         out = args.out
+        try:
+            check_out(args.model, out, args.overwrite)
+        except ValueError as error:
+            parser.error(str(error))
     else:
         path = args.path or shipped(args.model)
         if not path.exists():
@@ -130,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     # Stdout carries the JSON report only: ultralytics logs and draws its progress bars there (its
     # logger takes sys.stdout when it is first imported, inside this block).
-    with contextlib.redirect_stdout(sys.stderr):
-        report = {"model": args.model, **RUNNERS[args.model](args, out, path)}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            report = {"model": args.model, **RUNNERS[args.model](args, out, path)}
+    except (ValueError, OSError) as error:  # a wrong or damaged model, a full disk: one line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     where = out or path
     report.update(path=str(where), size_mb=size_mb(where), seconds=round(time.perf_counter() - started, 1))
     if out is not None:

@@ -1,0 +1,89 @@
+"""Pasting an edit's generated pixels into the user's file, keeping everything outside the mask.
+
+Composer's region-restricted editing (Huang et al. 2023, sec. 4.1) regenerates the masked part
+only; the rest of the photo must come back as it was. Pillow reads a 16-bit RGB PNG as 8-bit RGB
+and `convert("RGB")` clips 16-bit gray to white, so a 16-bit file is read and written here with
+OpenCV at its own depth (the generated 8-bit pixels scaled by 257 = 65535 / 255). After saving,
+the file is read back: a format that cannot hold the pixels (GIF's 256-colour palette, JPEG)
+changes some outside the mask, and the user is told how many.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from decompose.images import _pil_open
+
+SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def bit_depth(path: str | Path) -> int:
+    """8 or 16: the depth a composite of `path` is written at (16 for 16-bit PNG and TIFF files)."""
+    with _pil_open(Path(path)) as opened:
+        if opened.format not in ("PNG", "TIFF"):
+            return 8
+        if opened.mode.startswith("I;16") or opened.mode == "I":
+            return 16
+    pixels = _read_unchanged(path)  # Pillow shows a 16-bit RGB PNG as 8-bit RGB: ask OpenCV
+    return 16 if pixels is not None and pixels.dtype == np.uint16 else 8
+
+
+def check_output_depth(image_path: str | Path, out: Path) -> None:
+    """Before any work: a 16-bit photo's edit must go to a format that holds 16 bits."""
+    if bit_depth(image_path) == 16 and out.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
+        raise ValueError(f"{str(image_path)!r} has 16-bit pixels; out={str(out)!r} cannot hold them: "
+                         f"write {' or '.join(SIXTEEN_BIT_SUFFIXES)}")
+
+
+def composite(image_path: str | Path, generated: np.ndarray, mask: torch.Tensor) -> np.ndarray:
+    """The file's own pixels with `generated [H, W, 3]` (uint8 RGB) inside `mask [1, H, W]`.
+
+    Returns `[H, W, 3 or 4]` RGB(A), uint8 or (for a 16-bit file) uint16; outside the mask every
+    value is the file's, alpha included. Gray files come back as RGB with the gray repeated."""
+    inside = mask[0].cpu().numpy() > 0
+    if bit_depth(image_path) == 16:
+        original = _read_unchanged(image_path)
+        if original.ndim == 2:
+            original = np.repeat(original[..., None], 3, axis=-1)
+        original = original[..., [2, 1, 0, 3][: original.shape[-1]]]  # OpenCV's BGR(A) -> RGB(A)
+        original[inside, :3] = generated[inside].astype(np.uint16) * 257
+        return original
+    with _pil_open(Path(image_path)) as opened:
+        has_alpha = opened.mode in ("RGBA", "LA", "PA") or (opened.mode == "P" and "transparency" in opened.info)
+        original = np.array(opened.convert("RGBA" if has_alpha else "RGB"))
+    original[inside, :3] = generated[inside]
+    return original
+
+
+def save_composite(pixels: np.ndarray, out: Path, mask: torch.Tensor) -> int:
+    """Write `pixels` (from `composite`) to `out`, read it back and return how many pixels outside
+    `mask` the format changed (0 for PNG and TIFF); a note says so when it is not 0."""
+    if pixels.dtype == np.uint16:
+        written, encoded = cv2.imencode(out.suffix, pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]])
+        if not written:
+            raise ValueError(f"cannot write a 16-bit image as {out.suffix}")
+        out.write_bytes(encoded.tobytes())
+        saved = _read_unchanged(out)[..., [2, 1, 0, 3][: pixels.shape[-1]]]
+    else:
+        from PIL import Image
+
+        Image.fromarray(pixels).save(out)
+        with _pil_open(out) as opened:
+            saved = np.asarray(opened.convert("RGBA" if pixels.shape[-1] == 4 else "RGB"))
+    outside = mask[0].cpu().numpy() == 0
+    changed = int((saved[outside] != pixels[outside]).any(-1).sum())
+    if changed:
+        print(f"note: {out.suffix} changed {changed} pixels outside the mask (its format cannot hold them "
+              "exactly); write .png to keep every unedited pixel", file=sys.stderr)
+    return changed
+
+
+def _read_unchanged(path: str | Path) -> np.ndarray | None:
+    """The file's pixels as stored (OpenCV, BGR(A), any depth), or None if OpenCV cannot read it."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
