@@ -1,12 +1,11 @@
 """Layouts (LMD): files, LLM replies good and malformed, and the chat client against a local server."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from composer.inference.layout import LayoutClient, load_layout, parse_reply
+from tests.local_server import LocalServer
 
 GOOD = ("Objects: [('a red circle', [50, 100, 150, 150]), ('a blue star', [300, 80, 120, 120])]\n"
         "Background prompt: a gray background\nNegative prompt: blurry")
@@ -71,34 +70,20 @@ def test_bad_layout_boxes(tmp_path, box, message):
         load_layout(path)
 
 
-class _ChatServer:
+class _ChatServer(LocalServer):
     """A local HTTP server that speaks the OpenAI chat-completions protocol."""
 
     def __init__(self, reply: str | None, status: int = 200):
-        received = self.received = []
+        def handle(handler):
+            payload = b"not json" if reply is None else json.dumps(
+                {"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                received.append((self.path, body, self.headers.get("Authorization")))
-                payload = b"not json" if reply is None else json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(handle)
 
 
 def test_client_asks_with_lmd_instructions_and_parses_the_reply():

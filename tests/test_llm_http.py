@@ -5,38 +5,13 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from composer.inference.http import post_json
 from composer.inference.layout import LayoutClient
+from tests.local_server import LocalServer
 from tests.test_layout import GOOD, _ChatServer
-
-
-class _Server:
-    """A local HTTP server whose POST handler is `handle(handler)`; records each request's
-    path and Authorization header."""
-
-    def __init__(self, handle):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                received.append((self.path, self.headers.get("Authorization")))
-                handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _redirect_to(location):
@@ -50,14 +25,14 @@ def _redirect_to(location):
 
 def test_the_key_does_not_follow_a_redirect_to_another_host():
     other = _ChatServer(GOOD)  # another port: another origin
-    redirecting = _Server(_redirect_to(other.url + "/chat/completions"))
+    redirecting = LocalServer(_redirect_to(other.url + "/chat/completions"))
     try:
         with pytest.raises(ValueError, match="redirected to http://127.0.0.1:.*another host: not followed"):
             LayoutClient(redirecting.url, model="m", api_key="sk-secret", timeout=10)("a red circle")
     finally:
         redirecting.close()
         other.close()
-    assert redirecting.received and redirecting.received[0][1] == "Bearer sk-secret"
+    assert redirecting.received and redirecting.received[0][2] == "Bearer sk-secret"
     assert other.received == []  # nothing, and so no key, reached the other host
 
 
@@ -72,12 +47,12 @@ def test_a_redirect_on_the_same_host_is_followed():
         handler.end_headers()
         handler.wfile.write(payload)
 
-    server = _Server(handle)
+    server = LocalServer(handle)
     try:
         layout = LayoutClient(server.url, model="m", api_key="k", timeout=10)("a red circle")
     finally:
         server.close()
-    assert [path for path, _ in server.received] == ["/v1/chat/completions", "/v2/chat/completions"]
+    assert [path for path, _, _ in server.received] == ["/v1/chat/completions", "/v2/chat/completions"]
     assert len(layout.objects) == 2
 
 
@@ -129,7 +104,7 @@ def test_an_answer_larger_than_the_cap_is_not_read_whole():
         except OSError:  # the client hung up at the cap
             pass
 
-    server = _Server(handle)
+    server = LocalServer(handle)
     try:
         with pytest.raises(ValueError, match="answered more than 1 MB"):
             post_json(server.url, {}, headers={}, timeout=30, max_bytes=2**20)
@@ -159,7 +134,7 @@ def _answering(body: bytes):
      "is not \\[x, y, width, height\\]"),
 ])
 def test_malformed_answers_are_one_line_errors_naming_the_endpoint(body, message):
-    server = _Server(_answering(body))
+    server = LocalServer(_answering(body))
     try:
         with pytest.raises(ValueError, match=message):
             LayoutClient(server.url, model="m", timeout=10)("a red circle")

@@ -27,10 +27,13 @@ def bit_depth(path: str | Path) -> int:
     with _pil_open(Path(path)) as opened:
         if opened.format not in ("PNG", "TIFF"):
             return 8
-        if opened.mode.startswith("I;16") or opened.mode == "I":
-            return 16
     pixels = _read_unchanged(path)  # Pillow shows a 16-bit RGB PNG as 8-bit RGB: ask OpenCV
-    return 16 if pixels is not None and pixels.dtype == np.uint16 else 8
+    if pixels is None or pixels.dtype == np.uint8:
+        return 8
+    if pixels.dtype == np.uint16:
+        return 16
+    raise ValueError(f"{str(path)!r} has {pixels.dtype} pixels: editing keeps 8- or 16-bit images; "
+                     "convert it to 16-bit PNG first")
 
 
 def check_output_depth(image_path: str | Path, out: Path) -> None:
