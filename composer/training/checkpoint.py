@@ -7,7 +7,7 @@ A checkpoint is a folder `checkpoints/step-000600/`:
   `torch.load(weights_only=True)`;
 - `trainer_state.json`: step, data position, skipped-data counts, the EMA's counters.
 
-No RNG state is needed: every step's randomness is seeded by (seed, step, rank). The folder is
+No RNG state is needed: every step's randomness is seeded by (seed, step, micro-batch, rank). The folder is
 written under a temporary name and renamed into place, and `checkpoints/latest` (a file replaced
 atomically) names the newest, so an interrupted save never leaves a half checkpoint behind.
 """
