@@ -27,7 +27,7 @@ import hydra
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from hydra.utils import instantiate
@@ -62,16 +62,35 @@ def main(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> None:
     check_config(cfg)
+    budget = Budget(cfg.trainer.get("max_minutes"))  # counts from here: building the run is part of it
     run = build(cfg)
     try:
-        run_steps(run)
+        run_steps(run, budget)
     finally:
         if run.lock is not None:
             run.lock.release()
 
 
-def run_steps(run: Run) -> None:
+@dataclass
+class Budget:
+    """`trainer.max_minutes`: a wall-clock budget for the run, checked after every step."""
+
+    minutes: float | None
+    started: float = field(default_factory=time.perf_counter)
+
+    def spent(self) -> bool:
+        return self.minutes is not None and time.perf_counter() - self.started >= 60 * self.minutes
+
+
+def out_of_budget(accelerator: Accelerator, budget: Budget) -> bool:
+    """Every process must agree to stop: rank 0's clock decides."""
+    verdict = torch.tensor([float(budget.spent())], device=accelerator.device)
+    return bool(broadcast(verdict, from_process=0).item())
+
+
+def run_steps(run: Run, budget: Budget | None = None) -> None:
     cfg = run.cfg
+    budget = budget or Budget(None)
     state = resume(run)
     if state["step"] >= cfg.trainer.max_steps:
         run.accelerator.print(f"already trained to step {state['step']} (max_steps={cfg.trainer.max_steps}); "
@@ -95,12 +114,18 @@ def run_steps(run: Run) -> None:
             micro = 0
             state.update(step=step, skipped=dict(tally.counts))
             log_step(run, step, loss, started=started, progress=progress)
-            if due(step, cfg.trainer.sample_every, cfg.trainer.max_steps):
+            out_of_time = budget.minutes is not None and out_of_budget(run.accelerator, budget)
+            last = cfg.trainer.max_steps if not out_of_time else step
+            if due(step, cfg.trainer.sample_every, last):
                 grid.save(run, step)
-            if due(step, cfg.trainer.checkpoint_every, cfg.trainer.max_steps):
+            if due(step, cfg.trainer.checkpoint_every, last):
                 save_checkpoint(run.accelerator, run.checkpoints, step, dict(state), model=run.model,
                                 optimizer=run.optimizer, lr_scheduler=run.lr_scheduler, ema=run.ema,
                                 keep=cfg.trainer.keep_checkpoints)
+            if out_of_time and step < cfg.trainer.max_steps:
+                run.accelerator.print(f"\nstopped at the wall-clock budget trainer.max_minutes={budget.minutes:g} "
+                                      f"after step {step} of {cfg.trainer.max_steps}; the same command continues it")
+                break
     finish(run, state, tally, started)
 
 
@@ -110,6 +135,7 @@ def check_config(cfg: DictConfig) -> None:
     for name in ("max_steps", "gradient_accumulation", "log_every", "checkpoint_every", "keep_checkpoints",
                  "sample_every", "sample_steps"):
         require(f"trainer.{name}", trainer[name], minimum=1, integer=True)
+    require("trainer.max_minutes", trainer.get("max_minutes"), minimum=0.01, optional=True)
     require("trainer.warmup_steps", trainer.warmup_steps, minimum=0, integer=True)
     require("trainer.sample_count", trainer.sample_count, minimum=0, integer=True)
     require("trainer.grad_clip", trainer.grad_clip, minimum=0)

@@ -3,6 +3,10 @@ UNet2DConditionModel of the same size, with and without on-the-fly decomposition
 
     python benchmarks/train_step.py [--batch 32] [--repeats 5] [--device cpu|cuda] [overrides ...]
 
+Each variant also reports the FLOPs of one step (`torch.utils.flop_counter`: matmuls and
+convolutions, forward and backward), the FLOP/s it achieves, and that rate as a share of a large
+fp32 matmul's on the same machine (`fp32_matmul_gflops`): how close to the machine's limit it runs.
+
 Both models come from the same config (conf/, as `python train.py` composes it; extra
 arguments are hydra overrides, e.g. `data.size=64`). Each variant runs in a fresh subprocess,
 so peak memory (resident set on the CPU, allocated memory on a GPU) is its own.
@@ -110,12 +114,38 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
         times.append((time.perf_counter() - start) * 1000)
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    flops = step_flops(step)
+    step_ms = statistics.median(times)
     return {
-        "step_ms": round(statistics.median(times), 1),
+        "step_ms": round(step_ms, 1),
+        "gflop_per_step": round(flops / 1e9, 2),  # forward + backward, as torch.utils.flop_counter counts them
+        "achieved_gflops": round(flops / 1e9 / (step_ms / 1000), 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": round(peak / 2**20, 1),
         "peak_memory_kind": "cuda_allocated" if device.type == "cuda" else "process_max_rss",
     }
+
+
+def step_flops(step) -> int:
+    """The floating-point operations of one `step()` (matmuls and convolutions, forward and
+    backward; torch.utils.flop_counter leaves out elementwise work, a small share here)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """What these cores do on a large fp32 matmul: the yardstick for a step's FLOP/s."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b  # warm-up
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
@@ -138,7 +168,11 @@ def main() -> None:
             sys.exit(f"error: the {variant} variant failed:\n{process.stderr[-3000:]}")
         results[variant] = json.loads(process.stdout.strip().splitlines()[-1])
     plain = results["plain_unet"]["step_ms"]
+    yardstick = matmul_gflops(device)
+    for result in results.values():
+        result["share_of_matmul_rate"] = round(result["achieved_gflops"] / yardstick, 3)
     report = {
+        "fp32_matmul_gflops": round(yardstick, 1),
         "device": args.device if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_threads": torch.get_num_threads(),
         "batch": args.batch,

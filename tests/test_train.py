@@ -426,3 +426,20 @@ def test_gradient_accumulation_draws_anew_for_each_micro_batch(tmp_path):
     assert not torch.equal(seen[0][1], seen[1][1])  # the same batch, other dropout masks
     # Without accumulation the seeds are the ones earlier runs used: (seed, step, rank).
     assert [train.draw_seed(0, step, 0, 1, 0) for step in (1, 2)] == [1_009, 2_018]
+
+
+def test_a_wall_clock_budget_stops_with_the_model_and_a_checkpoint_then_resumes(tmp_path):
+    run = tmp_path / "run"
+    stopped = _train(run, "trainer.max_steps=100000", "trainer.max_minutes=0.01", "trainer.checkpoint_every=1000",
+                     "trainer.sample_every=100000")
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    steps = _rows(run)
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) < 100000
+    assert f"stopped at the wall-clock budget trainer.max_minutes=0.01 after step {steps[-1]} of 100000" in stopped.stdout
+    assert (run / "checkpoints" / "latest").read_text() == f"step-{steps[-1]:06d}"  # a checkpoint at the stop
+    assert (run / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    resumed = _train(run, f"trainer.max_steps={steps[-1] + 2}")
+    assert resumed.returncode == 0 and f"step {steps[-1]}" in resumed.stdout, resumed.stderr[-2000:]
+    assert _rows(run) == list(range(1, steps[-1] + 3))
+    bad = _train(tmp_path / "bad", "trainer.max_minutes=0")
+    assert bad.returncode == 2 and "trainer.max_minutes must be a finite number >= 0.01 (or null), got 0" in bad.stderr
