@@ -136,9 +136,9 @@ def step_flops(step) -> int:
     return counter.get_total_flops()
 
 
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """What these cores do on a large fp32 matmul: the yardstick for a step's FLOP/s."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 10, dtype=torch.float32) -> float:
+    """What these cores do on a large matmul: the fp32 one is the yardstick for a step's FLOP/s."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b  # warm-up
     _synchronize(device)
     start = time.perf_counter()
@@ -173,6 +173,8 @@ def main() -> None:
         result["share_of_matmul_rate"] = round(result["achieved_gflops"] / yardstick, 3)
     report = {
         "fp32_matmul_gflops": round(yardstick, 1),
+        # What bf16 could reach (AMX / AVX-512 BF16 on recent Xeons; tensor cores on a GPU).
+        "bf16_matmul_gflops": round(matmul_gflops(device, dtype=torch.bfloat16), 1),
         "device": args.device if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_threads": torch.get_num_threads(),
         "batch": args.batch,
