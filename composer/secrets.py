@@ -42,6 +42,9 @@ def secret_values(settings) -> list[str]:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every secret of 4 or more characters replaced by `MASK` (a shorter one is no
+    real key, and replacing it everywhere would garble the message)."""
     for secret in secrets:
-        text = text.replace(secret, MASK)
+        if len(secret) >= 4:
+            text = text.replace(secret, MASK)
     return text

@@ -23,7 +23,7 @@ PLAIN = (str, int, float, bool, type(None))
 
 def build_extractors(conditions: dict, *, trusted: Iterable[str] = (), where: str = "conditions.yaml") -> list:
     """The extractors `conditions` (a model folder's `conditions.yaml`) names, each one checked."""
-    trusted = set(trusted)
+    trusted = {trusted} if isinstance(trusted, str) else set(trusted)  # one name, or a list of them
     return [build_extractor(settings["extractor"], trusted=trusted, where=f"{where}: condition {name!r}")
             for name, settings in conditions.items() if isinstance(settings, dict) and settings.get("extractor")]
 

@@ -42,7 +42,9 @@ def load_weights(loader: Callable[..., T], path_or_id: str | os.PathLike, what: 
     two-tower checkpoint, and the other way round). Without this, another model's file loads with
     random weights and only a muted warning."""
     model, info = load_pretrained(loader, path_or_id, what, output_loading_info=True, **kwargs)
-    unexpected = [key for key in info.get("unexpected_keys") or () if not key.startswith(other_tower or ("\0",))]
+    # `position_ids` are fixed index buffers that older checkpoints saved and newer models rebuild.
+    unexpected = [key for key in info.get("unexpected_keys") or ()
+                  if not key.startswith(other_tower or ("\0",)) and not key.endswith("position_ids")]
     problems = {"missing": list(info.get("missing_keys") or ()),
                 "of another shape": [str(item[0]) if isinstance(item, tuple) else str(item)
                                      for item in info.get("mismatched_keys") or ()],
