@@ -104,7 +104,27 @@ def instrument(run, clock: Clock) -> None:
     clock.wrap(run.ema, "step", "ema")
 
 
-def profile(steps: int, warmup: int, overrides: list[str]) -> dict:
+def bf16_decomposition(run) -> None:
+    """A candidate lever, measured here before it is built: the learned extractors (inference
+    only, no backward to pay for) under CPU bf16 autocast. Not the weight-free ones: the color
+    histogram indexes a table by exact pixel values."""
+    import torch
+
+    from decompose import ClipImageEncoder, TextEncoder, TransformersDepth, YoloInstances
+
+    learned = (ClipImageEncoder, TextEncoder, TransformersDepth, YoloInstances)
+    for extractor in run.conditioning.decomposer.extractors.values():
+        if isinstance(extractor, learned):
+            extract = extractor.extract
+
+            def autocast_extract(*args, _extract=extract, **kwargs):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return _extract(*args, **kwargs)
+
+            extractor.extract = autocast_extract
+
+
+def profile(steps: int, warmup: int, overrides: list[str], *, bf16_extractors: bool = False) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
     from tqdm.auto import tqdm
@@ -115,6 +135,8 @@ def profile(steps: int, warmup: int, overrides: list[str]) -> dict:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"run_dir={folder}/run", *overrides])
         run = train.build(cfg)
+        if bf16_extractors:
+            bf16_decomposition(run)
         try:
             state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
             stream = train.batches(run, state, train.SkipTally())
@@ -141,7 +163,7 @@ def profile(steps: int, warmup: int, overrides: list[str]) -> dict:
     timed_top = sum(seconds for label, seconds in clock.seconds.items() if " / " not in label)
     parts["other (outside every timed part)"] = {"ms": round(step_ms - 1000 * timed_top / steps, 2),
                                                  "share": round(1 - timed_top / sum(totals), 4)}
-    return {"steps": steps, "batch": cfg.data.batch_size, "size": cfg.data.size, "torch_threads": torch.get_num_threads(),
+    return {"steps": steps, "bf16_decomposition": bf16_extractors, "batch": cfg.data.batch_size, "size": cfg.data.size, "torch_threads": torch.get_num_threads(),
             "overrides": overrides, "step_ms": round(step_ms, 1),
             "step_ms_median": round(1000 * statistics.median(totals), 1), "parts": parts}
 
@@ -172,11 +194,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print a markdown table instead of JSON")
+    parser.add_argument("--bf16-decomposition", action="store_true",
+                        help="run the extractors under CPU bf16 autocast (a lever being measured)")
     args, overrides = parser.parse_known_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the report only (ultralytics logs there)
-        report = order(profile(args.steps, args.warmup, overrides))
+        report = order(profile(args.steps, args.warmup, overrides, bf16_extractors=args.bf16_decomposition))
     print(markdown(report) if args.markdown else json.dumps(report, indent=2))
 
 
