@@ -1,7 +1,7 @@
 """Training-step time of ComposerModel (every default condition on) against a plain diffusers
 UNet2DConditionModel of the same size, with and without on-the-fly decomposition. Prints JSON.
 
-    python benchmarks/train_step.py [--batch 32] [--repeats 5] [--device cpu|cuda] [overrides ...]
+    python benchmarks/train_step.py [--batch 32] [--repeats 5] [--device cpu|cuda] [--compile] [overrides ...]
 
 Each variant also reports the FLOPs of one step (`torch.utils.flop_counter`: matmuls and
 convolutions, forward and backward), the FLOP/s it achieves, and that rate as a share of a large
@@ -44,7 +44,8 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_variant(variant: str, batch_size: int, repeats: int, device: torch.device, overrides: list[str]) -> dict:
+def run_variant(variant: str, batch_size: int, repeats: int, device: torch.device, overrides: list[str],
+                compile_model: bool = False) -> dict:
     from diffusers import UNet2DConditionModel
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -102,9 +103,14 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
             optimizer.zero_grad(set_to_none=True)
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    if compile_model:  # a lever being measured: inductor on the whole model (first step = compile)
+        model.forward = torch.compile(model.forward)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    warmup_start = time.perf_counter()
     step()  # warm-up
+    step()  # a second one: compiled code may recompile once (grad mode, new shapes)
+    warmup_ms = (time.perf_counter() - warmup_start) * 1000
     times = []
     for _ in range(repeats):
         _synchronize(device)
@@ -118,6 +124,7 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
     step_ms = statistics.median(times)
     return {
         "step_ms": round(step_ms, 1),
+        "first_two_steps_ms": round(warmup_ms, 1),  # with --compile: the compile time
         "gflop_per_step": round(flops / 1e9, 2),  # forward + backward, as torch.utils.flop_counter counts them
         "achieved_gflops": round(flops / 1e9 / (step_ms / 1000), 1),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -154,15 +161,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model's forward (inductor)")
     args, overrides = parser.parse_known_args()
     device = torch.device(args.device)
     if args.variant:
-        print(json.dumps(run_variant(args.variant, args.batch, args.repeats, device, overrides)))
+        print(json.dumps(run_variant(args.variant, args.batch, args.repeats, device, overrides, args.compile)))
         return
     results = {}
     for variant in VARIANTS:
         command = [sys.executable, __file__, "--variant", variant, "--batch", str(args.batch), "--repeats",
-                   str(args.repeats), "--device", args.device, *overrides]
+                   str(args.repeats), "--device", args.device, *(["--compile"] if args.compile else []), *overrides]
         process = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if process.returncode != 0:
             sys.exit(f"error: the {variant} variant failed:\n{process.stderr[-3000:]}")
