@@ -88,9 +88,8 @@ def out_of_budget(accelerator: Accelerator, budget: Budget) -> bool:
     return bool(broadcast(verdict, from_process=0).item())
 
 
-def run_steps(run: Run, budget: Budget | None = None) -> None:
+def run_steps(run: Run, budget: Budget) -> None:
     cfg = run.cfg
-    budget = budget or Budget(None)
     state = resume(run)
     if state["step"] >= cfg.trainer.max_steps:
         run.accelerator.print(f"already trained to step {state['step']} (max_steps={cfg.trainer.max_steps}); "

@@ -22,23 +22,26 @@ from decompose.images import _pil_open
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 
 
-def bit_depth(path: str | Path) -> int:
-    """8 or 16: the depth a composite of `path` is written at (16 for 16-bit PNG and TIFF files)."""
+def sixteen_bit_pixels(path: str | Path) -> np.ndarray | None:
+    """A 16-bit PNG or TIFF's pixels, `[H, W, 3 or 4]` uint16 RGB(A) with gray repeated; None for
+    an 8-bit file (and any other format); a `ValueError` for other depths (a float TIFF)."""
     with _pil_open(Path(path)) as opened:
         if opened.format not in ("PNG", "TIFF"):
-            return 8
+            return None
     pixels = _read_unchanged(path)  # Pillow shows a 16-bit RGB PNG as 8-bit RGB: ask OpenCV
     if pixels is None or pixels.dtype == np.uint8:
-        return 8
-    if pixels.dtype == np.uint16:
-        return 16
-    raise ValueError(f"{str(path)!r} has {pixels.dtype} pixels: editing keeps 8- or 16-bit images; "
-                     "convert it to 16-bit PNG first")
+        return None
+    if pixels.dtype != np.uint16:
+        raise ValueError(f"{str(path)!r} has {pixels.dtype} pixels: editing keeps 8- or 16-bit images; "
+                         "convert it to 16-bit PNG first")
+    if pixels.ndim == 2:
+        return np.repeat(pixels[..., None], 3, axis=-1)
+    return _swap_red_blue(pixels)
 
 
 def check_output_depth(image_path: str | Path, out: Path) -> None:
     """Before any work: a 16-bit photo's edit must go to a format that holds 16 bits."""
-    if bit_depth(image_path) == 16 and out.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
+    if sixteen_bit_pixels(image_path) is not None and out.suffix.lower() not in SIXTEEN_BIT_SUFFIXES:
         raise ValueError(f"{str(image_path)!r} has 16-bit pixels; out={str(out)!r} cannot hold them: "
                          f"write {' or '.join(SIXTEEN_BIT_SUFFIXES)}")
 
@@ -49,12 +52,9 @@ def composite(image_path: str | Path, generated: np.ndarray, mask: torch.Tensor)
     Returns `[H, W, 3 or 4]` RGB(A), uint8 or (for a 16-bit file) uint16; outside the mask every
     value is the file's, alpha included. Gray files come back as RGB with the gray repeated."""
     inside = mask[0].cpu().numpy() > 0
-    if bit_depth(image_path) == 16:
-        original = _read_unchanged(image_path)
-        if original.ndim == 2:
-            original = np.repeat(original[..., None], 3, axis=-1)
-        original = original[..., [2, 1, 0, 3][: original.shape[-1]]]  # OpenCV's BGR(A) -> RGB(A)
-        original[inside, :3] = generated[inside].astype(np.uint16) * 257
+    original = sixteen_bit_pixels(image_path)
+    if original is not None:
+        original[inside, :3] = generated[inside].astype(np.uint16) * 257  # 65535 / 255
         return original
     with _pil_open(Path(image_path)) as opened:
         has_alpha = opened.mode in ("RGBA", "LA", "PA") or (opened.mode == "P" and "transparency" in opened.info)
@@ -67,11 +67,11 @@ def save_composite(pixels: np.ndarray, out: Path, mask: torch.Tensor) -> int:
     """Write `pixels` (from `composite`) to `out`, read it back and return how many pixels outside
     `mask` the format changed (0 for PNG and TIFF); a note says so when it is not 0."""
     if pixels.dtype == np.uint16:
-        written, encoded = cv2.imencode(out.suffix, pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]])
+        written, encoded = cv2.imencode(out.suffix, _swap_red_blue(pixels))
         if not written:
             raise ValueError(f"cannot write a 16-bit image as {out.suffix}")
         out.write_bytes(encoded.tobytes())
-        saved = _read_unchanged(out)[..., [2, 1, 0, 3][: pixels.shape[-1]]]
+        saved = _swap_red_blue(_read_unchanged(out))
     else:
         from PIL import Image
 
@@ -84,6 +84,11 @@ def save_composite(pixels: np.ndarray, out: Path, mask: torch.Tensor) -> int:
         print(f"note: {out.suffix} changed {changed} pixels outside the mask (its format cannot hold them "
               "exactly); write .png to keep every unedited pixel", file=sys.stderr)
     return changed
+
+
+def _swap_red_blue(pixels: np.ndarray) -> np.ndarray:
+    """RGB(A) <-> OpenCV's BGR(A), `[H, W, 3 or 4]`."""
+    return pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]]
 
 
 def _read_unchanged(path: str | Path) -> np.ndarray | None:
