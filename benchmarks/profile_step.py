@@ -130,7 +130,9 @@ def profile(steps: int, warmup: int, overrides: list[str], *, bf16_extractors: b
     from tqdm.auto import tqdm
 
     import train
+    from composer.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as train.py's entry point does
     with tempfile.TemporaryDirectory() as folder:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"run_dir={folder}/run", *overrides])

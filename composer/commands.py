@@ -23,6 +23,7 @@ from decompose import (
     Intensity,
 )
 
+from .allocator import keep_freed_memory
 from .checks import MAX_GUIDANCE, MAX_SEED, check_writable, require
 from .inference.box_energy import BoxEnergy
 from .inference.pipeline import ComposerPipeline, model_folder
@@ -163,6 +164,7 @@ def run_or_exit(run: Callable, cfg) -> None:
     Anything else prints its traceback and exits 1; neither shows a secret setting's value (hydra
     would print every override, `llm.api_key` included, above a crash)."""
     secrets = _secrets(cfg)
+    keep_freed_memory()  # CPU steps reuse their activations' memory instead of faulting it in again
     try:
         out = run(cfg)
     except InstantiationException as error:  # hydra wraps what a config's constructor raised

@@ -36,7 +36,8 @@ def run(cfg: DictConfig) -> Path:
     captions = [cfg.caption] if cfg.caption else None
     result = pipe(images=image, captions=captions, conditions=conditions, guidance=cfg.guidance,
                   edit_image=image, edit_mask=mask, edit_context=cfg.context, num_inference_steps=cfg.steps,
-                  generator=torch.Generator().manual_seed(cfg.seed), output_type="np", progress=True)
+                  generator=torch.Generator().manual_seed(cfg.seed), output_type="np", progress=True,
+                  precision=cfg.precision)
     generated = np.round(result.images[0] * 255).astype(np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_composite(composite(cfg.image, generated, mask[0]), out, mask[0])

@@ -216,6 +216,18 @@ class ComposerModel(ModelMixin, ConfigMixin):
         if self.vae is not None:
             self.vae.requires_grad_(False)
 
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """diffusers' `save_pretrained`; a channels-last model (training and sampling use that layout)
+        is written in the default layout, which is all safetensors stores, and then put back."""
+        channels_last = any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+                            for p in self.parameters())
+        self.to(memory_format=torch.contiguous_format)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if channels_last:
+                self.to(memory_format=torch.channels_last)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [parameter for parameter in self.parameters() if parameter.requires_grad]
 

@@ -157,7 +157,7 @@ def run(cfg: DictConfig) -> Path:
     result = pipe(inputs, conditions=conditions, negative=negative, guidance=cfg.guidance,
                   strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy_settings(cfg),
                   use_prior=cfg.prior.use, num_inference_steps=cfg.steps,
-                  generator=generator, size=(size, size), batch_size=cfg.batch, progress=True)
+                  generator=generator, size=(size, size), batch_size=cfg.batch, progress=True, precision=cfg.precision)
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
                 representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]
     if caption:

@@ -28,6 +28,22 @@ def test_yolo_runs_batched_on_any_size(tiny_yolo_file):
     assert all(name in extractor.names.values() for names in out.labels for name in names)
 
 
+def test_folded_batch_norms_give_the_unfused_networks_instances(tiny_yolo_file):
+    import copy
+
+    yolo = load_yolo(tiny_yolo_file)
+    unfused = copy.deepcopy(yolo.model).eval()
+    extractor = YoloInstances(yolo, max_objects=5, confidence=0.0)
+    assert extractor.network.is_fused() and not yolo.model.is_fused()  # the caller's model keeps its batch norms
+    reference = YoloInstances(yolo, max_objects=5, confidence=0.0)
+    reference.network = unfused  # the same extractor running the network as trained
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fused, plain = extractor(images), reference(images)
+    assert torch.equal(fused.valid, plain.valid) and fused.valid.any()
+    assert torch.allclose(fused.boxes, plain.boxes, atol=1e-5) and torch.allclose(fused.scores, plain.scores, atol=1e-5)
+    assert (fused.masks == plain.masks).float().mean() > 0.999
+
+
 def test_saved_weights_load_back_identically(tiny_yolo_file):
     from safetensors.torch import load_file
 

@@ -148,6 +148,22 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.conditioner.names == ["caption", "depth", "grounding"]
 
 
+def test_a_channels_last_model_saves_loads_and_keeps_its_layout(tmp_path):
+    specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("depth", "local", channels=1)]
+    model = _tiny_model(specs)
+    generator = torch.Generator().manual_seed(0)
+    inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
+    images = torch.rand(2, 3, 16, 16, generator=generator)
+    expected = model.loss(images, inputs, torch.Generator().manual_seed(3))
+    model.to(memory_format=torch.channels_last)  # as training and the pipeline lay it out
+    assert torch.allclose(model.loss(images, inputs, torch.Generator().manual_seed(3)), expected, atol=1e-5)
+    model.save_pretrained(tmp_path / "model")  # safetensors refuses non-contiguous tensors
+    kernel = model.unet.conv_out.weight  # after saving, the model is channels-last again
+    assert kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
+    loaded = ComposerModel.from_pretrained(tmp_path / "model")
+    assert torch.allclose(loaded.loss(images, inputs, torch.Generator().manual_seed(3)), expected, atol=1e-5)
+
+
 def test_latent_space_with_a_vae_from_a_path(tmp_path):
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,

@@ -1,5 +1,6 @@
 """benchmarks/profile_step.py on a smoke run: its parts add up to the step and name every
-extractor; benchmarks/train_step.py counts a step's FLOPs as torch does."""
+extractor; benchmarks/train_step.py counts a step's FLOPs as torch does; benchmarks/versus.py
+times two trees side by side and removes its worktree."""
 
 import importlib.util
 import json
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.subprocesses import ENV, ROOT
@@ -40,3 +42,18 @@ def test_the_flop_count_of_a_step_is_its_matmuls_forward_and_backward():
 
     # forward 2*8*64*32; backward: the weight's gradient only (x needs none), as many again
     assert bench.step_flops(step) == 2 * (2 * 8 * 64 * 32)
+
+
+def test_versus_times_both_trees_and_removes_its_worktree():
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout: versus.py compares commits")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "versus.py"), "--base", "HEAD", "--steps", "1", "--warmup",
+                             "0", "--rounds", "1", "--sample-steps", "0", "experiment=smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env=ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["overrides"] == ["experiment=smoke"] and "sampling" not in report
+    assert report["training_step_ms"]["base"]["step_ms"] > 0 and report["training_step_ms"]["this"]["step_ms"] > 0
+    assert report["training_speedup"] > 0
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert len(worktrees.strip().splitlines()) == 1, worktrees

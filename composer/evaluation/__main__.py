@@ -122,7 +122,7 @@ def run(cfg: DictConfig) -> Path:
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
                                   planned_negative=tuple(planned_negative),
-                                  box_energy=box_energy_settings(cfg))
+                                  box_energy=box_energy_settings(cfg), precision=cfg.precision)
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     # The image embedding is read back by the encoder that made the condition judged by it
     # (Composer's variations), which also gives the in-domain CLIP score of captions

@@ -60,6 +60,7 @@ class EvaluationSettings:
     planned_negative: tuple[str, ...] = ()
     # LMD's box-energy guidance wherever boxes are given (None: off)
     box_energy: BoxEnergy | None = None
+    precision: str = "fp32"  # of the denoising loop (ComposerPipeline's precision)
 
 
 @dataclass
@@ -218,7 +219,7 @@ class Evaluation:
             self._progress.update(1)
         return self.pipe(inputs, conditions=conditions, guidance=guidance, num_inference_steps=settings.steps,
                          grounding_fraction=settings.grounding_fraction, box_energy=settings.box_energy,
-                         generator=generator, size=size,
+                         generator=generator, size=size, precision=settings.precision,
                          batch_size=batch, output_type="pt", progress=False, **kwargs).images.cpu()
 
     def _sweep(self, inputs: dict, truth: Truth, *, batch: int, size: tuple[int, int], result: EvaluationResult,

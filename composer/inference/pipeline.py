@@ -38,6 +38,8 @@ from .layout import Layout
 from .region import crop, mask_window, paste
 from .sampling import KnownRegion, guided_sample, keep_only
 
+PRECISIONS = ("fp32", "bf16")  # of the denoising loop: fp32, or under bf16 autocast
+
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = {
@@ -135,6 +137,8 @@ class ComposerPipeline(DiffusionPipeline):
     def from_checkpoint(cls, checkpoint: str | os.PathLike, scheduler: str = "ddim", *,
                         allow_missing_weights: bool = False, **kwargs) -> ComposerPipeline:
         model = load_model(checkpoint, allow_missing_weights=allow_missing_weights)
+        # Convolutions in channels-last (NHWC), oneDNN's fast layout: a guided step 8% faster on the CPU.
+        model.to(memory_format=torch.channels_last)
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
         return cls(model, SCHEDULERS[scheduler].from_config(model.noise_scheduler.config), **kwargs)
@@ -253,7 +257,8 @@ class ComposerPipeline(DiffusionPipeline):
 
     @staticmethod
     def check_inputs(*, guidance: float, num_inference_steps: int, grounding_fraction: float | None,
-                     strength: Mapping[str, float] | None, output_type: str, edit_context: float) -> None:
+                     strength: Mapping[str, float] | None, output_type: str, edit_context: float,
+                     precision: str = "fp32") -> None:
         """Numbers a user types: a short error naming the bad value (NaN guidance would give a black image)."""
         require("guidance", guidance, minimum=0, maximum=MAX_GUIDANCE)
         require("num_inference_steps", num_inference_steps, minimum=1, integer=True)
@@ -263,6 +268,8 @@ class ComposerPipeline(DiffusionPipeline):
         require("edit_context", edit_context, minimum=0)
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
 
     @torch.no_grad()
     def __call__(self, inputs: Mapping[str, object] | None = None, *,
@@ -273,7 +280,7 @@ class ComposerPipeline(DiffusionPipeline):
                  use_prior: bool = False, edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
-                 output_type: str = "pil", progress: bool = True,
+                 output_type: str = "pil", progress: bool = True, precision: str = "fp32",
                  callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
                  ) -> ImagePipelineOutput:
         """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)` (Composer eq. 2).
@@ -307,6 +314,9 @@ class ComposerPipeline(DiffusionPipeline):
             batch_size: outputs without an image to count them from (default 1).
             output_type: "pil", "np" (`[B, H, W, 3]`) or "pt" (`[B, 3, H, W]`), in [0, 1].
             progress: show a progress bar.
+            precision: "fp32" (exact) or "bf16": the denoising loop under bf16 autocast, about 1.3x
+                faster on CPUs with AVX-512 BF16 or AMX and on GPUs; outputs differ from fp32 by
+                the rounding of bf16 (docs/speed.md). Decomposition stays in the pipeline's dtype.
             callback_on_step_end: `callback(index, timestep, sample)` after every denoising step,
                 with the current sample `[B, C, h, w]` in the model's space (at the window's size
                 when editing).
@@ -315,13 +325,13 @@ class ComposerPipeline(DiffusionPipeline):
         grounding_fraction = self.default_grounding_fraction if grounding_fraction == "auto" else grounding_fraction
         self.check_inputs(guidance=guidance, num_inference_steps=num_inference_steps,
                           grounding_fraction=grounding_fraction, strength=strength, output_type=output_type,
-                          edit_context=edit_context)
+                          edit_context=edit_context, precision=precision)
         if (edit_image is None) != (edit_mask is None):
             raise ValueError("region editing needs both edit_image and edit_mask")
         settings = dict(conditions=conditions, negative=negative, guidance=guidance, strength=strength,
                         grounding_fraction=grounding_fraction, box_energy=box_energy, use_prior=use_prior,
                         num_inference_steps=num_inference_steps, generator=generator, latents=latents, progress=progress,
-                        callback_on_step_end=callback_on_step_end)
+                        callback_on_step_end=callback_on_step_end, precision=precision)
         if edit_image is not None:
             result = self._edit(inputs, images, captions, layout, edit_image=edit_image, edit_mask=edit_mask,
                                 context=edit_context, settings=settings)
@@ -362,7 +372,8 @@ class ComposerPipeline(DiffusionPipeline):
 
     def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
                   grounding_fraction, box_energy, use_prior, num_inference_steps, generator, latents, progress,
-                  callback_on_step_end, size, batch_size, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  callback_on_step_end, size, batch_size, precision: str = "fp32",
+                  known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Images `[B, 3, H, W]` in [0, 1] at the model's (or the given) size; with `known =
         (image, mask)` at that size, pixels outside the mask are the image's."""
         # 2. prepare conditions
@@ -398,12 +409,13 @@ class ComposerPipeline(DiffusionPipeline):
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
 
         # 4. denoise
-        images_out = guided_sample(
-            self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch),
-            size=size, guidance=guidance, steps=num_inference_steps, generator=generator, progress=progress,
-            strength=strength, scheduler=self.scheduler, latents=latents, grounding_fraction=grounding_fraction,
-            known=region, callback=callback_on_step_end, energy=box_energy,
-        )
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            images_out = guided_sample(
+                self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch),
+                size=size, guidance=guidance, steps=num_inference_steps, generator=generator, progress=progress,
+                strength=strength, scheduler=self.scheduler, latents=latents, grounding_fraction=grounding_fraction,
+                known=region, callback=callback_on_step_end, energy=box_energy,
+            ).to(self.dtype)
         if known is not None:  # outside the mask, exactly the input
             images_out = mask * images_out + (1 - mask) * edit_image
         return images_out
