@@ -35,6 +35,7 @@ def main() -> None:
     from composer.commands import instantiate_extractors
     from composer.data import Collate
     from composer.inference.box_energy import BoxEnergy
+    from composer.inference.pipeline import PRECISIONS, denoising_precision
     from composer.inference.sampling import concat_outputs, guide, guided_sample
     from composer.inputs import Conditioning
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="bf16: the model under bf16 autocast, as ComposerPipeline(precision='bf16')")
     args, overrides = parser.parse_known_args()
     device = torch.device(args.device)
@@ -71,8 +72,7 @@ def main() -> None:
     sample = torch.randn(args.batch, model.image_channels, height, width, device=device)
     timestep = torch.tensor(500, device=device)
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), denoising_precision(args.precision, device):
         first = model.condition(inputs, keep_c2, args.batch, (height, width))
         second = model.condition(inputs, keep_c1, args.batch, (height, width))
         both = concat_outputs(first, second)

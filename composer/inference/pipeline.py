@@ -40,6 +40,11 @@ from .sampling import KnownRegion, guided_sample, keep_only
 
 PRECISIONS = ("fp32", "bf16")  # of the denoising loop: fp32, or under bf16 autocast
 
+
+def denoising_precision(precision: str, device: torch.device):
+    """The context the denoising loop runs in: none for "fp32", bf16 autocast for "bf16"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
 logger = logging.getLogger(__name__)
 
 SCHEDULERS = {
@@ -409,7 +414,7 @@ class ComposerPipeline(DiffusionPipeline):
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
 
         # 4. denoise
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with denoising_precision(precision, self.device):
             images_out = guided_sample(
                 self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch),
                 size=size, guidance=guidance, steps=num_inference_steps, generator=generator, progress=progress,
