@@ -1,6 +1,6 @@
 """Sampling speed. Prints JSON.
 
-    python benchmarks/sample.py [--batch 8] [--steps 50] [--repeats 5] [--device cpu|cuda] [--precision fp32|bf16]
+    python benchmarks/sample.py [--batch 8] [--steps 50] [--repeats 5] [--device cpu|cuda] [--precision auto|fp32|bf16]
                                 [overrides ...]
 
 - A guided step (Composer's two-subset guidance) as ONE batched forward of both branches,
@@ -35,7 +35,7 @@ def main() -> None:
     from composer.commands import instantiate_extractors
     from composer.data import Collate
     from composer.inference.box_energy import BoxEnergy
-    from composer.inference.pipeline import PRECISIONS, denoising_precision
+    from composer.inference.pipeline import PRECISIONS, denoising_precision, resolve_precision
     from composer.inference.sampling import concat_outputs, guide, guided_sample
     from composer.inputs import Conditioning
 
@@ -44,10 +44,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="bf16: the model under bf16 autocast, as ComposerPipeline(precision='bf16')")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="as ComposerPipeline(precision=...); auto (the commands' default) is bf16 "
+                             "autocast where the hardware has it")
     args, overrides = parser.parse_known_args()
     device = torch.device(args.device)
+    precision = resolve_precision(args.precision, device, torch.float32)
 
     def synchronize():
         if device.type == "cuda":
@@ -72,7 +74,7 @@ def main() -> None:
     sample = torch.randn(args.batch, model.image_channels, height, width, device=device)
     timestep = torch.tensor(500, device=device)
 
-    with torch.no_grad(), denoising_precision(args.precision, device):
+    with torch.no_grad(), denoising_precision(precision, device):
         first = model.condition(inputs, keep_c2, args.batch, (height, width))
         second = model.condition(inputs, keep_c1, args.batch, (height, width))
         both = concat_outputs(first, second)
@@ -87,7 +89,7 @@ def main() -> None:
             with_c1 = model(sample, timestep.expand(args.batch), second)
             return guide(with_c2, with_c1, 3.0)
 
-        tolerance = 1e-4 if args.precision == "fp32" else 0.1  # bf16 keeps 8 bits of mantissa
+        tolerance = 1e-4 if precision == "fp32" else 0.1  # bf16 keeps 8 bits of mantissa
         assert torch.allclose(batched(), sequential(), atol=tolerance), "batched and sequential guidance disagree"
         one, two = [], []
         for _ in range(max(3, args.repeats * 4)):  # alternate, so drift hits both alike
@@ -116,7 +118,7 @@ def main() -> None:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_threads": torch.get_num_threads(),
         "batch": args.batch,
-        "precision": args.precision,
+        "precision": precision,
         "size": list(size),
         "overrides": overrides,
         "guided_step_batched_ms": round(batched_ms, 2),

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from composer.commands import build_pipeline
+from composer.inference.pipeline import fast_bf16, resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +43,17 @@ def test_the_same_samples_in_the_default_layout(pipe):
 def test_an_unknown_precision_is_one_clear_error(pipe):
     with pytest.raises(ValueError, match="precision must be one of .*'fp16'"):
         _sample(pipe, "fp16")
+
+
+def test_auto_is_bf16_only_for_an_fp32_model_on_hardware_with_bf16():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu, torch.float32) == "fp32"
+    assert resolve_precision("bf16", cpu, torch.float64) == "bf16"  # asked for by name: given
+    assert resolve_precision("auto", cpu, torch.float64) == "fp32"  # a float64 model asked for exactness
+    assert resolve_precision("auto", cpu, torch.float32) == ("bf16" if fast_bf16(cpu) else "fp32")
+    assert not fast_bf16(torch.device("meta"))
+
+
+def test_auto_samples_as_the_precision_it_resolves_to(pipe):
+    resolved = resolve_precision("auto", pipe.device, pipe.dtype)
+    assert torch.equal(_sample(pipe, "auto"), _sample(pipe, resolved))

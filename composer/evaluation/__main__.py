@@ -23,7 +23,7 @@ from decompose import TransformersDepth, YoloInstances
 from ..checks import MAX_GUIDANCE, check_writable, names, require
 from ..commands import box_energy_settings, build_pipeline, check_sampling, load_prior, run_or_exit
 from ..data import SceneDataset
-from ..inference.pipeline import model_folder
+from ..inference.pipeline import model_folder, resolve_precision
 from . import (
     Evaluation,
     EvaluationSettings,
@@ -122,7 +122,8 @@ def run(cfg: DictConfig) -> Path:
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
                                   planned_negative=tuple(planned_negative),
-                                  box_energy=box_energy_settings(cfg), precision=cfg.precision)
+                                  box_energy=box_energy_settings(cfg),
+                                  precision=resolve_precision(cfg.precision, pipe.device, pipe.dtype))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     # The image embedding is read back by the encoder that made the condition judged by it
     # (Composer's variations), which also gives the in-domain CLIP score of captions
