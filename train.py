@@ -51,6 +51,7 @@ from composer.training.checkpoint import (
     truncate_metrics,
 )
 from composer.training.lock import RunLock
+from composer.training.objective import DiffusionObjective
 
 logger = logging.getLogger("composer.train")
 
@@ -168,6 +169,7 @@ class Run:
     accelerator: Accelerator
     conditioning: Conditioning
     model: torch.nn.Module  # as accelerate prepared it (DDP-wrapped on several processes)
+    objective: DiffusionObjective
     optimizer: torch.optim.Optimizer
     lr_scheduler: object
     ema: EMAModel
@@ -230,7 +232,9 @@ def _build(cfg: DictConfig, accelerator: Accelerator, lock: RunLock) -> Run:
     dropout = OmegaConf.to_container(cfg.dropout, resolve=True)
     overrides = dropout.pop("overrides", {}) or {}
     dropout["overrides"] = {name: p for name, p in overrides.items() if name in names}
-    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources], dropout=dropout)
+    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources])
+    objective = DiffusionObjective.for_model(model, dropout=dropout, loss_weighting=cfg.objective.loss_weighting,
+                                             snr_gamma=cfg.objective.snr_gamma)
     if cfg.trainer.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     if cfg.trainer.channels_last:
@@ -246,7 +250,7 @@ def _build(cfg: DictConfig, accelerator: Accelerator, lock: RunLock) -> Run:
     train_set = instantiate(cfg.data.train)
     val_set = instantiate(cfg.data.val) if cfg.data.get("val") else train_set
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    return Run(cfg, accelerator, conditioning, model, optimizer, lr_scheduler, ema, train_set, val_set, checkpoint,
+    return Run(cfg, accelerator, conditioning, model, objective, optimizer, lr_scheduler, ema, train_set, val_set, checkpoint,
                trainable, lock)
 
 
@@ -315,10 +319,10 @@ def training_step(run: Run, batch: Batch, step: int, micro: int = 0) -> float | 
     generator = torch.Generator().manual_seed(draw_seed(run.cfg.seed, step, micro, run.cfg.trainer.gradient_accumulation,
                                                         accelerator.process_index))
     # Dropout first: a condition dropped for a sample is not extracted for it (about half of them).
-    keep = run.raw.dropout(len(batch.images), generator, accelerator.device)
+    keep = run.objective.draw_keep(len(batch.images), generator, accelerator.device)
     batch, inputs = run.prepare_inputs(batch, generator, keep)
     with accelerator.accumulate(run.model):
-        loss = run.model(images=batch.images, inputs=inputs, generator=generator, keep=keep)
+        loss = run.objective(run.model, batch.images, inputs, generator=generator, keep=keep)
         # Every process must stop together: gather each one's verdict (as float: gloo has no bool).
         if not bool((accelerator.gather(torch.isfinite(loss.detach()).reshape(1).float()) > 0).all()):
             stop_on_nonfinite_loss(accelerator, run.checkpoints, loss.item(), step)

@@ -24,6 +24,7 @@ def main() -> None:
     from composer.commands import build_pipeline
     from composer.data import Collate, SceneDataset
     from composer.inputs import batch_inputs
+    from composer.training.objective import DiffusionObjective
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
@@ -32,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     pipe = build_pipeline(args.checkpoint, "ddim", annotations=True)
     model, size = pipe.model, pipe.image_size
+    objective = DiffusionObjective.for_model(model)
     dataset = SceneDataset(size=size, split="val", seed=0)
     batch = Collate(model.config.max_objects)([dataset[i] for i in range(args.n)])
     with torch.no_grad():
@@ -42,8 +44,8 @@ def main() -> None:
         for t in args.timesteps:
             timesteps = torch.full((args.n,), t)
             noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(t))
-            noisy = model.noise_scheduler.add_noise(x0, noise, timesteps)
-            target = model.target(x0, noise, timesteps)
+            noisy = objective.noised(x0, noise, timesteps)
+            target = objective.target(x0, noise, timesteps)
             for name in ["none", *model.conditioner.names]:
                 keep = {other: torch.full((args.n,), other == name) for other in model.conditioner.names}
                 conditions = model.condition(inputs, keep, args.n, tuple(x0.shape[-2:]))

@@ -9,7 +9,7 @@ themselves, step after step, with wall-clock timers around each part:
 - `data`: waiting for the next batch (scene rendering runs in the data worker);
 - `dropout draw`, `decomposition` and each extractor inside it (only the samples dropout keeps
   are decomposed), `phrase embeddings` (MiniLM, grounding);
-- `model forward (loss)`: the condition encoders, the local residuals, and the UNet, split by kind
+- `model forward`: the condition encoders, the local residuals, and the UNet, split by kind
   (self-attention, cross-attention, GLIGEN's gated self-attention with its feed-forward, the
   transformer blocks' feed-forward; the rest is convolutions, norms and the time embedding);
 - `backward`, `grad clip`, `optimizer` (AdamW and the LR schedule), `ema`, `logging`.
@@ -82,21 +82,21 @@ class Clock:
 
 def instrument(run, clock: Clock) -> None:
     """Timers on every part of `train.training_step` and what it calls."""
-    clock.wrap(run.raw, "dropout", "dropout draw")
+    clock.wrap(run.objective, "draw_keep", "dropout draw")
     clock.wrap(run.conditioning, "inputs", "decomposition")
     for name, extractor in run.conditioning.decomposer.extractors.items():
         clock.wrap(extractor, "extract", f"decomposition / {name}")
     if run.conditioning.phrase_encoder is not None:
         clock.hook(run.conditioning.phrase_encoder, "decomposition / phrase embeddings")
-    clock.hook(run.model, "model forward (loss)")
-    clock.hook(run.raw.conditioner, "model forward (loss) / condition encoders")
+    clock.hook(run.model, "model forward")
+    clock.hook(run.raw.conditioner, "model forward / condition encoders")
     if run.raw.local_residuals is not None:
-        clock.hook(run.raw.local_residuals, "model forward (loss) / local residuals")
-    clock.hook(run.raw.unet, "model forward (loss) / unet")
+        clock.hook(run.raw.local_residuals, "model forward / local residuals")
+    clock.hook(run.raw.unet, "model forward / unet")
     for name, module in run.raw.unet.named_modules():
         kind = UNET_KINDS.get(name.rsplit(".", 1)[-1]) if ".transformer_blocks." in name else None
         if kind:
-            clock.hook(module, f"model forward (loss) / unet / {kind}")
+            clock.hook(module, f"model forward / unet / {kind}")
     clock.wrap(run.accelerator, "backward", "backward")
     clock.wrap(run.accelerator, "clip_grad_norm_", "grad clip")
     clock.wrap(run.optimizer, "step", "optimizer")
@@ -183,7 +183,7 @@ def markdown(report: dict) -> str:
 
 def order(report: dict) -> dict:
     """Parts in the step's order, each followed by the parts inside it."""
-    sequence = ["data", "dropout draw", "decomposition", "model forward (loss)", "backward", "grad clip", "optimizer",
+    sequence = ["data", "dropout draw", "decomposition", "model forward", "backward", "grad clip", "optimizer",
                 "ema", "logging", "other (outside every timed part)"]
     parts = report["parts"]
     ranked = sorted(parts, key=lambda label: (sequence.index(label.split(" / ")[0])

@@ -80,13 +80,13 @@ def main() -> None:
         both = concat_outputs(first, second)
 
         def batched():
-            prediction = model(torch.cat([sample, sample]), timestep.expand(2 * args.batch), both)
+            prediction = model.denoise(torch.cat([sample, sample]), timestep.expand(2 * args.batch), both)
             with_c2, with_c1 = prediction.chunk(2)
             return guide(with_c2, with_c1, 3.0)
 
         def sequential():
-            with_c2 = model(sample, timestep.expand(args.batch), first)
-            with_c1 = model(sample, timestep.expand(args.batch), second)
+            with_c2 = model.denoise(sample, timestep.expand(args.batch), first)
+            with_c1 = model.denoise(sample, timestep.expand(args.batch), second)
             return guide(with_c2, with_c1, 3.0)
 
         tolerance = 1e-4 if precision == "fp32" else 0.1  # bf16 keeps 8 bits of mantissa

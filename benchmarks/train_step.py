@@ -54,6 +54,7 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
     from composer.commands import instantiate_extractors
     from composer.data import Collate
     from composer.inputs import Conditioning
+    from composer.training.objective import DiffusionObjective
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"data.batch_size={batch_size}", *overrides])
@@ -80,6 +81,7 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
         conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
         conditioning.decomposer.to(device)
         model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources]).to(device)
+        objective = DiffusionObjective.for_model(model)  # JointDropout's defaults
         draws = torch.Generator().manual_seed(1)
 
         def prepare(keep=None):
@@ -95,9 +97,9 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
             return fixed_inputs
 
         def step():
-            keep = model.dropout(batch_size, draws, device)
+            keep = objective.draw_keep(batch_size, draws, device)
             inputs = inputs_for(keep)
-            loss = model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1), keep=keep)
+            loss = objective(model, batch.images, inputs, generator=torch.Generator().manual_seed(1), keep=keep)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ GLIGEN's gated self-attention (Li et al. 2023).
   global tokens to the context instead: docs/design.md#global-tokens).
 
 So a fresh model (or fresh adapters on a pretrained UNet) gives exactly the base UNet's output.
+The model only predicts; its training loss is `composer.training.objective.DiffusionObjective`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ import os
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import GatedSelfAttentionDense
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.training_utils import compute_snr
 from torch import nn
 
-from conditions import Conditioner, ConditionOutputs, ConditionSpec, JointDropout
+from conditions import Conditioner, ConditionOutputs, ConditionSpec
 
 from .box_attention import mask_attention_by_boxes, set_token_boxes
 from .local_residuals import LocalResiduals, skip_shapes
@@ -36,7 +35,9 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 # "input": Composer's concatenation with z_t only; "multiscale": also a residual on every skip
 # connection and the middle block (docs/design.md#multiscale-local).
 LOCAL_INJECTIONS = ("input", "multiscale")
-LOSS_WEIGHTINGS = ("uniform", "min_snr")
+# Training settings that model folders saved before the objective moved out of the model
+# (composer/training/objective.py) still hold: read and ignored.
+TRAINING_SETTINGS = ("dropout", "loss_weighting", "snr_gamma")
 GROUNDING_ATTENTIONS = ("global", "box")  # box: composer/box_attention.py
 
 
@@ -100,20 +101,15 @@ class ComposerModel(ModelMixin, ConfigMixin):
         prediction_type: str = "v_prediction",
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
-        dropout: Mapping | None = None,
         train_base: bool = True,
         local_injection: str = "input",
         local_hidden: int = 16,
         local_levels: int = 0,
-        loss_weighting: str = "uniform",
-        snr_gamma: float = 5.0,
         grounding_attention: str = "global",
     ):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-        if loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         if local_injection not in LOCAL_INJECTIONS:
             raise ValueError(f"local_injection must be one of {LOCAL_INJECTIONS}, got {local_injection!r}")
         if grounding_attention not in GROUNDING_ATTENTIONS:
@@ -147,11 +143,6 @@ class ComposerModel(ModelMixin, ConfigMixin):
         self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, local_downsample=downsample,
                                        global_tokens=global_tokens, max_objects=max_objects, local_hidden=local_hidden,
                                        local_levels=local_levels)
-        # Maps and boxes are the spatial conditions `p_drop_local` drops together.
-        local = [spec.name for spec in specs if spec.kind in ("local", "grounding")]
-        self.dropout = JointDropout([spec.name for spec in specs], local=local, **dict(dropout or {}))
-        self.noise_scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
-                                             prediction_type=prediction_type)
         if not train_base:
             self.freeze_base()
 
@@ -231,7 +222,21 @@ class ComposerModel(ModelMixin, ConfigMixin):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [parameter for parameter in self.parameters() if parameter.requires_grad]
 
-    # --- shapes -----------------------------------------------------------------------------
+    @classmethod
+    def extract_init_dict(cls, config_dict, **kwargs):
+        """diffusers' reading of a saved config, without the training settings older folders hold."""
+        config_dict = {key: value for key, value in config_dict.items() if key not in TRAINING_SETTINGS}
+        return super().extract_init_dict(config_dict, **kwargs)
+
+    # --- shapes and schedule ----------------------------------------------------------------
+
+    @property
+    def scheduler_config(self) -> dict:
+        """The noise schedule the model is trained and sampled under, as a DDPM scheduler's config:
+        `DDPMScheduler.from_config`, `DDIMScheduler.from_config`, ... of it."""
+        return dict(DDPMScheduler(num_train_timesteps=self.config.num_train_timesteps,
+                                  beta_schedule=self.config.beta_schedule,
+                                  prediction_type=self.config.prediction_type).config)
 
     @property
     def image_channels(self) -> int:
@@ -259,22 +264,20 @@ class ComposerModel(ModelMixin, ConfigMixin):
             x0 = self.vae.decode(x0.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         return ((x0.float() + 1) / 2).clamp(0, 1)
 
-    # --- forward and loss ---------------------------------------------------------------------
+    # --- conditions and prediction ----------------------------------------------------------
 
     def condition(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
                   size: tuple[int, int], *, strength: Mapping[str, float] | None = None) -> ConditionOutputs:
         return self.conditioner(inputs, keep, batch, size, device=self.device, dtype=self.unet.dtype,
                                 strength=strength)
 
-    def forward(self, noisy: torch.Tensor | None = None, timesteps: torch.Tensor | None = None,
-                conditions: ConditionOutputs | None = None, *, images: torch.Tensor | None = None,
-                inputs: Mapping[str, object] | None = None, generator: torch.Generator | None = None,
-                keep: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """`model(noisy, timesteps, conditions)`: the UNet's prediction (epsilon or v).
-        `model(images=..., inputs=..., generator=..., keep=...)`: the training loss (`loss`), through
-        forward so that DDP sees it."""
-        if images is not None:
-            return self.loss(images, inputs or {}, generator, keep)
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, inputs: Mapping[str, object],
+                keep: Mapping[str, torch.Tensor], *, strength: Mapping[str, float] | None = None) -> torch.Tensor:
+        """The prediction (epsilon or v, `prediction_type`) for `noisy [B, C, h, w]` at `timesteps [B]`
+        under the conditions `inputs` that `keep` (`{name: [B] bool}`) keeps. Conditioning runs inside
+        forward, so that data parallelism sees every parameter. A sampler, which encodes the
+        conditions once for all its steps, calls `condition` and then `denoise` each step."""
+        conditions = self.condition(inputs, keep, noisy.shape[0], tuple(noisy.shape[-2:]), strength=strength)
         return self.denoise(noisy, timesteps, conditions)
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: ConditionOutputs) -> torch.Tensor:
@@ -289,40 +292,3 @@ class ComposerModel(ModelMixin, ConfigMixin):
             class_labels=conditions.time, encoder_attention_mask=conditions.context_mask,
             cross_attention_kwargs=kwargs, down_block_additional_residuals=skips, mid_block_additional_residual=middle,
         ).sample
-
-    def target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        if self.config.prediction_type == "epsilon":
-            return noise
-        return self.noise_scheduler.get_velocity(x0, noise, timesteps)
-
-    def loss(self, images: torch.Tensor, inputs: Mapping[str, object], generator: torch.Generator | None = None,
-             keep: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Diffusion loss (Ho et al. 2020; v-target: Salimans & Ho 2022) with joint condition dropout.
-
-        `images [B, 3, H, W]` in [0, 1]; `inputs[name]` the condition inputs; randomness (dropout,
-        timesteps, noise) comes from `generator` (a CPU generator), so a step is reproducible.
-        `keep` (`{name: [B] bool}`) is a dropout already drawn (by `self.dropout`): training draws it
-        before decomposing, so that dropped conditions are not extracted.
-        """
-        batch = images.shape[0]
-        x0 = self.encode(images, generator)
-        if keep is None:
-            keep = self.dropout(batch, generator, self.device)
-        timesteps = torch.randint(0, self.config.num_train_timesteps, (batch,), generator=generator).to(self.device)
-        noise = torch.randn(x0.shape, generator=generator).to(device=self.device, dtype=x0.dtype)
-        noisy = self.noise_scheduler.add_noise(x0, noise, timesteps)
-        conditions = self.condition(inputs, keep, batch, tuple(x0.shape[-2:]))
-        prediction = self.denoise(noisy, timesteps, conditions)
-        dtype = torch.promote_types(prediction.dtype, torch.float32)  # fp16/bf16 up to float32; float64 stays
-        error = F.mse_loss(prediction.to(dtype), self.target(x0, noise, timesteps).to(dtype), reduction="none")
-        return (error.flatten(1).mean(1) * self.loss_weights(timesteps).to(dtype)).mean()
-
-    def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """`[B]` per-sample loss weights: 1, or Min-SNR-gamma (Hang et al. 2023): the x0-space weight
-        `min(SNR, gamma)`, i.e. `min(SNR, gamma) / SNR` on the epsilon loss and `/ (SNR + 1)` on the v
-        loss, which stresses the middle noise levels (docs/experiments.md for what it did here)."""
-        if self.config.loss_weighting == "uniform":
-            return torch.ones(timesteps.shape, device=timesteps.device)
-        snr = compute_snr(self.noise_scheduler, timesteps.cpu()).to(timesteps.device)
-        capped = snr.clamp_max(self.config.snr_gamma)
-        return capped / (snr + 1) if self.config.prediction_type == "v_prediction" else capped / snr

@@ -30,5 +30,10 @@ class ConditionSpec:
         if not self.name.isidentifier():
             raise ValueError(f"condition name {self.name!r} must be an identifier (it names modules and batch keys)")
 
+    @property
+    def spatial(self) -> bool:
+        """Maps and boxes: the conditions joint dropout's `p_drop_local` drops together."""
+        return self.kind in ("local", "grounding")
+
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,7 @@ from composer.box_attention import (
     set_token_boxes,
 )
 from composer.model import ComposerModel, tiny_unet_config
+from composer.training.objective import DiffusionObjective
 
 
 def _layer(seed=0):
@@ -66,7 +67,8 @@ def test_a_model_with_box_attention_trains_samples_and_starts_as_its_base():
                                    size=(16, 16), steps=2, latents=latents) for kind, model in models.items()}
     assert torch.equal(samples["global"], samples["box"])  # a fresh model adds nothing either way
     model = models["box"].train()
-    loss = model(images=torch.rand(2, 3, 16, 16), inputs=_inputs(), generator=torch.Generator().manual_seed(2))
+    loss = DiffusionObjective.for_model(model)(model, torch.rand(2, 3, 16, 16), _inputs(),
+                                                generator=torch.Generator().manual_seed(2))
     loss.backward()
     gated = [p.grad for n, p in model.unet.named_parameters() if ".fuser.attn.to_out" in n]
     assert torch.isfinite(loss) and gated and all(g is not None and g.abs().sum() > 0 for g in gated)

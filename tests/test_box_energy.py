@@ -59,9 +59,9 @@ def test_recording_keeps_the_output_and_restores_the_processors(model):
     timesteps = torch.tensor([500, 500])
     processors = dict(model.unet.attn_processors)
     with torch.no_grad():
-        plain = model(noisy, timesteps, conditions)
+        plain = model.denoise(noisy, timesteps, conditions)
         with record_gated_attention(model.unet) as maps:
-            recorded = model(noisy, timesteps, conditions)
+            recorded = model.denoise(noisy, timesteps, conditions)
     assert torch.equal(plain, recorded)
     layers = sum(1 for name in model.unet.attn_processors if ".fuser." in name)
     n_tokens = conditions.tokens.shape[1]
@@ -75,7 +75,7 @@ def test_energy_guidance_moves_the_objects_attention_into_their_boxes(model):
 
     def energy(x):
         with torch.no_grad(), record_gated_attention(model.unet) as maps:
-            model(x, timestep.expand(2), conditions)
+            model.denoise(x, timestep.expand(2), conditions)
         return box_energy(maps, conditions.token_boxes, (16, 16))
 
     guided = guide_by_box_energy(model, sample, timestep, conditions, BoxEnergy(scale=0.05, iterations=5))

@@ -10,6 +10,7 @@ from composer.data import Collate, SceneDataset
 from composer.evaluation import Evaluation, EvaluationSettings, Reader
 from composer.inference.layout import Layout, LayoutObject
 from composer.inputs import batch_inputs
+from composer.training.objective import DiffusionObjective
 from composer.zoo import scenes_prior
 
 FLOAT64 = torch.float64
@@ -81,7 +82,7 @@ def test_an_evaluation_batch_and_a_training_step_run_in_float64(trained):
     batch = Collate(30)(samples).to(pipe.device, FLOAT64)
     inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch,
                           generator=torch.Generator().manual_seed(0))
-    loss = model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1))
+    loss = DiffusionObjective.for_model(model)(model, batch.images, inputs, generator=torch.Generator().manual_seed(1))
     assert loss.dtype == FLOAT64
     loss.backward()
     assert all(p.grad.dtype == FLOAT64 for p in model.parameters() if p.grad is not None)

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from composer.local_residuals import skip_shapes
 from composer.model import ComposerModel, tiny_unet_config
+from composer.training.objective import DiffusionObjective
 from conditions import ConditionSpec, GroundingInput, TextInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def test_fresh_condition_leaves_the_base_unet_output_unchanged(path, base_unet_d
     noisy, timesteps = torch.randn(2, 3, 16, 16, generator=generator), torch.tensor([10, 500])
     with torch.no_grad():
         conditions = model.condition(inputs, keep, 2, (16, 16))
-        ours = model(noisy, timesteps, conditions)
+        ours = model(noisy, timesteps, inputs, keep)
         theirs = base(noisy, timesteps, encoder_hidden_states=inputs["caption"].words,
                       encoder_attention_mask=conditions.context_mask).sample
     assert torch.equal(ours, theirs), spec.name
@@ -89,7 +90,7 @@ def test_adapter_gradients_reach_only_the_new_modules(base_unet_dir):
     base_keys = set(UNet2DConditionModel.from_pretrained(base_unet_dir).state_dict())
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
-    model.loss(torch.rand(2, 3, 16, 16), inputs, torch.Generator().manual_seed(1)).backward()
+    _loss(model, torch.rand(2, 3, 16, 16), inputs, 1).backward()
     for name, parameter in model.unet.named_parameters():
         original = name.replace("conv_in.base.", "conv_in.")
         if original in base_keys:
@@ -104,6 +105,15 @@ def test_adapter_refuses_a_missing_unet(tmp_path):
         ComposerModel.adapter(tmp_path / "no-unet", conditions=[CAPTION.to_dict()])
 
 
+def _loss(model, images, inputs, seed, *, keep=None, dropout=None):
+    """The training loss (composer/training/objective.py), its randomness from `seed`."""
+    objective = DiffusionObjective.for_model(model, dropout=dropout)
+    return objective(model, images, inputs, generator=torch.Generator().manual_seed(seed), keep=keep)
+
+
+ALWAYS = {"p_each": 0.0, "p_drop_all": 0.0, "p_keep_all": 0.0}  # every condition kept
+
+
 def _tiny_model(specs, **kwargs):
     torch.manual_seed(0)
     config = tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=16, attention_head_dim=4,
@@ -115,14 +125,14 @@ def _tiny_model(specs, **kwargs):
 def test_tiny_model_overfits_one_batch():
     specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1),
              ConditionSpec("color", "global", dim=5)]
-    model = _tiny_model(specs, dropout={"p_each": 0.0, "p_drop_all": 0.0, "p_keep_all": 0.0})
+    model = _tiny_model(specs)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(4, 3, 16, 16, generator=generator)
     inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(150):
-        loss = model(images=images, inputs=inputs, generator=torch.Generator().manual_seed(7))  # same t and noise
+        loss = _loss(model, images, inputs, 7, dropout=ALWAYS)  # same t and noise
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -143,8 +153,8 @@ def test_save_and_load_round_trip(tmp_path):
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
     images = torch.rand(2, 3, 16, 16, generator=generator)
-    assert torch.equal(model.loss(images, inputs, torch.Generator().manual_seed(3)),
-                       loaded.loss(images, inputs, torch.Generator().manual_seed(3)))
+    assert torch.equal(_loss(model, images, inputs, 3),
+                       _loss(loaded, images, inputs, 3))
     assert loaded.conditioner.names == ["caption", "depth", "grounding"]
 
 
@@ -154,14 +164,14 @@ def test_a_channels_last_model_saves_loads_and_keeps_its_layout(tmp_path):
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
     images = torch.rand(2, 3, 16, 16, generator=generator)
-    expected = model.loss(images, inputs, torch.Generator().manual_seed(3))
+    expected = _loss(model, images, inputs, 3)
     model.to(memory_format=torch.channels_last)  # as training and the pipeline lay it out
-    assert torch.allclose(model.loss(images, inputs, torch.Generator().manual_seed(3)), expected, atol=1e-5)
+    assert torch.allclose(_loss(model, images, inputs, 3), expected, atol=1e-5)
     model.save_pretrained(tmp_path / "model")  # safetensors refuses non-contiguous tensors
     kernel = model.unet.conv_out.weight  # after saving, the model is channels-last again
     assert kernel.is_contiguous(memory_format=torch.channels_last) and not kernel.is_contiguous()
     loaded = ComposerModel.from_pretrained(tmp_path / "model")
-    assert torch.allclose(loaded.loss(images, inputs, torch.Generator().manual_seed(3)), expected, atol=1e-5)
+    assert torch.allclose(_loss(loaded, images, inputs, 3), expected, atol=1e-5)
 
 
 def test_latent_space_with_a_vae_from_a_path(tmp_path):
@@ -178,7 +188,7 @@ def test_latent_space_with_a_vae_from_a_path(tmp_path):
     assert model.latent_size(16, 16) == (8, 8) and model.image_channels == 4
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}  # sketch at image size: 16 px
-    loss = model.loss(torch.rand(2, 3, 16, 16), inputs, torch.Generator().manual_seed(0))
+    loss = _loss(model, torch.rand(2, 3, 16, 16), inputs, 0)
     loss.backward()
     assert torch.isfinite(loss) and model.conditioner.encoders["sketch"].downsample == 2
     assert all(p.grad is None for p in model.vae.parameters())
@@ -189,11 +199,11 @@ def test_gradient_checkpointing_gives_the_same_loss():
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 2, 16, generator) for s in specs}
     images = torch.rand(2, 3, 16, 16)
-    plain = _tiny_model(specs).loss(images, inputs, torch.Generator().manual_seed(0))
+    plain = _loss(_tiny_model(specs), images, inputs, 0)
     model = _tiny_model(specs)
     model.unet.enable_gradient_checkpointing()
     model.train()
-    checkpointed = model.loss(images, inputs, torch.Generator().manual_seed(0))
+    checkpointed = _loss(model, images, inputs, 0)
     checkpointed.backward()
     assert torch.allclose(plain, checkpointed)
 
@@ -203,6 +213,24 @@ def test_bad_model_settings():
         _tiny_model([CAPTION], prediction_type="sample")
     with pytest.raises(ValueError, match="at least one condition"):
         ComposerModel(conditions=[])
+    with pytest.raises(ValueError, match="loss_weighting must be one of"):
+        DiffusionObjective.for_model(_tiny_model([CAPTION]), loss_weighting="snr")
+
+
+def test_a_folder_saved_with_training_settings_in_its_config_loads_without_them(tmp_path, caplog):
+    """Model folders saved before the objective left the model hold dropout and loss settings."""
+    import json
+
+    model = _tiny_model([CAPTION])
+    model.save_pretrained(tmp_path / "model")
+    path = tmp_path / "model" / ComposerModel.config_name
+    config = json.loads(path.read_text())
+    assert not set(config) & {"dropout", "loss_weighting", "snr_gamma"}
+    path.write_text(json.dumps({**config, "dropout": {"p_each": 0.3}, "loss_weighting": "min_snr", "snr_gamma": 5.0}))
+    with caplog.at_level("WARNING"):
+        loaded = ComposerModel.from_pretrained(tmp_path / "model")
+    assert "not expected" not in caplog.text
+    assert loaded.scheduler_config == model.scheduler_config
 
 
 @pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.stem)
@@ -211,16 +239,16 @@ def test_every_fresh_condition_can_learn(path, tiny_clip_dir):
     (Two zero-initialised layers in series would pass each other none, forever.)"""
     spec = condition_spec(path, tiny_clip_dir)
     specs = [ConditionSpec("caption", "text", dim=12)] + ([spec] if spec.kind != "text" else [])
-    model = _tiny_model(specs, dropout={"p_each": 0.0, "p_drop_all": 0.0, "p_keep_all": 0.0})
+    model = _tiny_model(specs)
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
     images = torch.rand(4, 3, 16, 16, generator=generator)
-    model(images=images, inputs=inputs, generator=torch.Generator().manual_seed(1)).backward()
+    _loss(model, images, inputs, 1, dropout=ALWAYS).backward()
     if spec.kind == "grounding":
         # At step 0 only the gated attention's (zero) output layers get gradient; once they move, the tokens do.
         torch.optim.SGD(model.parameters(), lr=0.1).step()
         model.zero_grad()
-        model(images=images, inputs=inputs, generator=torch.Generator().manual_seed(1)).backward()
+        _loss(model, images, inputs, 1, dropout=ALWAYS).backward()
     encoder = model.conditioner.encoders[specs[-1].name]
     last = {"local": lambda e: e.out.weight, "global": lambda e: e.to_time[-1].weight,
             "text": lambda e: e.sentence.to_time[-1].weight,
@@ -236,10 +264,11 @@ def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search
     """DDP (find_unused_parameters=False) stalls on parameters the loss never touches."""
     specs = [ConditionSpec("caption", "text", dim=12), ConditionSpec("sketch", "local", channels=1),
              ConditionSpec("color", "global", dim=5), ConditionSpec("grounding", "grounding", dim=6)]
-    model = _tiny_model(specs, dropout={"p_each": 0.5, "p_drop_all": 0.1, "p_keep_all": 0.1}, local_injection=injection)
+    model = _tiny_model(specs, local_injection=injection)
     generator = torch.Generator().manual_seed(0)
     inputs = {s.name: random_input(s, 4, 16, generator) for s in specs}
-    model(images=torch.rand(4, 3, 16, 16), inputs=inputs, generator=torch.Generator().manual_seed(2)).backward()
+    composer_dropout = {"p_each": 0.5, "p_drop_all": 0.1, "p_keep_all": 0.1}
+    _loss(model, torch.rand(4, 3, 16, 16), inputs, 2, dropout=composer_dropout).backward()
     untouched = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not untouched, untouched
 
@@ -322,8 +351,7 @@ def test_multiscale_local_conditions_start_silent_and_learn_from_every_resolutio
     assert torch.equal(predict(multiscale), predict(paper))  # fresh: the residuals add exactly nothing
     # Gradient reaches the sketch encoder through the residuals alone (conv_in's local part off).
     torch.nn.init.zeros_(multiscale.unet.conv_in.extra.weight)
-    multiscale.loss(torch.rand(2, 3, 16, 16, generator=generator), inputs, torch.Generator().manual_seed(1),
-                    keep=keep).backward()
+    _loss(multiscale, torch.rand(2, 3, 16, 16, generator=generator), inputs, 1, keep=keep).backward()
     assert multiscale.conditioner.encoders["sketch"].out.weight.grad.abs().sum() > 0
     for encoder in (multiscale.conditioner.encoders["sketch"], paper.conditioner.encoders["sketch"]):
         torch.nn.init.normal_(encoder.out.weight, std=0.1)

@@ -61,12 +61,12 @@ def test_guided_step_equals_the_formula_on_two_separate_forwards(model):
     inputs, c2, c1 = _inputs(), _keep(["caption", "sketch", "color"]), _keep(["caption"])
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     ours = guided_sample(model, inputs, c2, c1, size=(16, 16), guidance=4.0, steps=1, latents=latents, decode=False)
-    scheduler = DDIMScheduler.from_config(model.noise_scheduler.config)
+    scheduler = DDIMScheduler.from_config(model.scheduler_config)
     scheduler.set_timesteps(1)
     t = scheduler.timesteps[0]
     with torch.no_grad():
-        e2 = model(latents, t.expand(2), model.condition(inputs, c2, 2, (16, 16)))
-        e1 = model(latents, t.expand(2), model.condition(inputs, c1, 2, (16, 16)))
+        e2 = model(latents, t.expand(2), inputs, c2)  # forward: condition, then denoise
+        e1 = model.denoise(latents, t.expand(2), model.condition(inputs, c1, 2, (16, 16)))
     direct = scheduler.step(4.0 * e2 + (1 - 4.0) * e1, t, latents).prev_sample
     assert torch.allclose(ours, direct, atol=1e-5)
     assert torch.equal(guide(e2, e1, 0.0), e1) and torch.equal(guide(e2, e1, 1.0), e2)
@@ -130,7 +130,7 @@ def test_grounding_schedule_switches_boxes_off(model):
 
 
 def test_scheduled_sampling_defaults_to_every_step_for_a_jointly_trained_model(model):
-    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.scheduler_config))
 
     def run(**kwargs):
         return pipe(_inputs(), conditions=["caption", "grounding"], num_inference_steps=4, output_type="pt",
@@ -147,7 +147,7 @@ def test_scheduled_sampling_defaults_to_every_step_for_a_jointly_trained_model(m
 
 
 def test_region_edit_keeps_every_pixel_outside_the_mask(model):
-    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.scheduler_config))
     image = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     mask = torch.zeros(2, 1, 16, 16)
     mask[:, :, 4:12, 2:9] = 1
@@ -164,7 +164,7 @@ def test_region_edit_keeps_every_pixel_outside_the_mask(model):
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_schedulers_swap(model, name):
-    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.scheduler_config))
     pipe.use_scheduler(name)
     assert isinstance(pipe.scheduler, SCHEDULERS[name])
 
@@ -180,7 +180,7 @@ def test_schedulers_swap(model, name):
 
 
 def test_output_types(model):
-    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.scheduler_config))
     pil = pipe(_inputs(batch=1), num_inference_steps=2, size=(16, 16), batch_size=1, progress=False).images
     assert pil[0].size == (16, 16)
     with pytest.raises(ValueError, match="output_type"):
@@ -188,7 +188,7 @@ def test_output_types(model):
 
 
 def test_a_sample_that_is_not_finite_is_an_error_not_a_black_image(model):
-    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config))
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.scheduler_config))
     latents = torch.randn(1, model.unet.config.in_channels, 16, 16)
     latents[0, 0, 3, 3] = float("nan")  # what an overflowing guidance leaves in the sample
     with pytest.raises(FloatingPointError, match="sampling produced non-finite pixels"):
@@ -244,7 +244,7 @@ def test_raw_images_without_captions_never_condition_on_placeholder_text(model):
     text = TextEncoder.minilm()
     specs = {s.name: s for s in SPECS}
     sources = [ConditionSource(specs["caption"], "text"), ConditionSource(specs["sketch"], "sketch")]
-    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.noise_scheduler.config),
+    pipe = ComposerPipeline(model, SCHEDULERS["ddim"].from_config(model.scheduler_config),
                             decomposer=Decomposer([DatasetCaptions(), text, ClassicalSketch()]), sources=sources,
                             phrase_encoder=PhraseEncoder(text))
     images = torch.rand(2, 3, 16, 16)

@@ -19,6 +19,7 @@ from torch.utils.data import IterableDataset
 
 from composer.commands import instantiate_extractors
 from composer.inputs import Conditioning, sources_from_config
+from composer.training.objective import DiffusionObjective
 from conditions import JointDropout
 from decompose import TextEncoder
 
@@ -306,11 +307,11 @@ def test_the_default_run_decomposes_only_what_dropout_keeps_and_its_loss_is_unch
     conditions = OmegaConf.to_container(cfg.condition, resolve=True)
     conditioning = Conditioning.build(conditions, instantiate_extractors(conditions))
     conditioning.decomposer.eval()
-    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources],
-                        dropout=OmegaConf.to_container(cfg.dropout, resolve=True))
+    model = instantiate(cfg.model, conditions=[s.spec.to_dict() for s in conditioning.sources])
+    objective = DiffusionObjective.for_model(model, dropout=OmegaConf.to_container(cfg.dropout, resolve=True))
     dataset = instantiate(cfg.data.train)
     batch = Collate(cfg.data.max_objects)([dataset[i] for i in range(8)])
-    keep = model.dropout(8, torch.Generator().manual_seed(3))
+    keep = objective.draw_keep(8, torch.Generator().manual_seed(3))
     partly = [name for name, kept in keep.items() if 0 < int(kept.sum()) < 8]
     assert {"caption", "depth", "instances", "image_embedding"} <= set(partly), keep  # the draw exercises subsets
     whole = conditioning.inputs(batch, torch.Generator().manual_seed(0))
@@ -318,7 +319,7 @@ def test_the_default_run_decomposes_only_what_dropout_keeps_and_its_loss_is_unch
     assert not kept["depth"][~keep["depth"]].any() and kept["depth"][keep["depth"]].abs().sum() > 0
     kept["masked_image"] = whole["masked_image"]  # its random masks are drawn per row extracted: give both one draw
     with torch.no_grad():
-        losses = [model(images=batch.images, inputs=inputs, generator=torch.Generator().manual_seed(1), keep=keep)
+        losses = [objective(model, batch.images, inputs, generator=torch.Generator().manual_seed(1), keep=keep)
                   for inputs in (whole, kept)]
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-7)
 
@@ -406,14 +407,14 @@ def test_gradient_accumulation_draws_anew_for_each_micro_batch(tmp_path):
     run = train.build(cfg)
     try:
         seen = []
-        dropout = run.raw.dropout
+        draw_keep = run.objective.draw_keep
 
         def recording(batch_size, generator, device):  # the real draw, remembered
-            keep = dropout(batch_size, generator, device)
+            keep = draw_keep(batch_size, generator, device)
             seen.append((generator.initial_seed(), torch.stack(list(keep.values())).clone()))
             return keep
 
-        run.raw.dropout = recording
+        run.objective.draw_keep = recording
         stream = train.batches(run, {"step": 0, "epoch": 0, "batch_in_epoch": 0}, train.SkipTally())
         batch = next(stream)
         assert train.training_step(run, batch, step=1, micro=0) is None  # accumulating

@@ -120,7 +120,7 @@ def guide_by_box_energy(model, sample: torch.Tensor, timestep: torch.Tensor, con
             with torch.enable_grad():
                 current = sample.detach().requires_grad_(True)
                 scaled = current if scheduler is None else scheduler.scale_model_input(current, timestep)
-                model(scaled, timestep.expand(sample.shape[0]), conditions)
+                model.denoise(scaled, timestep.expand(sample.shape[0]), conditions)
                 energy = box_energy(maps, conditions.token_boxes, tuple(sample.shape[-2:])).sum()
                 (gradient,) = torch.autograd.grad(energy, current)
             rms = gradient.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)

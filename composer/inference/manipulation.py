@@ -61,7 +61,7 @@ def ddim_invert(model, images: torch.Tensor, inputs: Mapping[str, object], keep:
     which sampling under `keep` (c1) with DDIM returns `images`. Sample from it under c2 to edit."""
     from .sampling import concat_outputs, guide
 
-    scheduler = DDIMInverseScheduler.from_config(model.noise_scheduler.config)
+    scheduler = DDIMInverseScheduler.from_config(model.scheduler_config)
     scheduler.set_timesteps(steps, device=model.device)
     sample = model.encode(images.to(model.device))
     batch = sample.shape[0]
@@ -69,7 +69,7 @@ def ddim_invert(model, images: torch.Tensor, inputs: Mapping[str, object], keep:
     both = concat_outputs(model.condition(inputs, keep, batch, tuple(sample.shape[-2:])),
                           model.condition(inputs, nothing, batch, tuple(sample.shape[-2:])))
     for timestep in scheduler.timesteps:
-        prediction = model(torch.cat([sample, sample]), timestep.expand(2 * batch), both).float()
+        prediction = model.denoise(torch.cat([sample, sample]), timestep.expand(2 * batch), both).float()
         with_c, without = prediction.chunk(2)
         sample = scheduler.step(guide(with_c, without, guidance), timestep, sample).prev_sample
     return sample

@@ -176,13 +176,13 @@ class ComposerPipeline(DiffusionPipeline):
         model.to(memory_format=torch.channels_last)
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
-        return cls(model, SCHEDULERS[scheduler].from_config(model.noise_scheduler.config), **kwargs)
+        return cls(model, SCHEDULERS[scheduler].from_config(model.scheduler_config), **kwargs)
 
     def use_scheduler(self, name: str) -> None:
         """Swap the scheduler (same noise schedule): ddim, dpm++, euler or unipc."""
         if name not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {name!r}")
-        self.scheduler = SCHEDULERS[name].from_config(self.model.noise_scheduler.config)
+        self.scheduler = SCHEDULERS[name].from_config(self.model.scheduler_config)
 
     # --- inputs ---------------------------------------------------------------------------------
 

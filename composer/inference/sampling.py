@@ -96,7 +96,7 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
     batch = next(iter(keep_c2.values())).shape[0]
     height, width = model.latent_size(*size)
     if scheduler is None:
-        scheduler = DDIMScheduler.from_config(model.noise_scheduler.config)
+        scheduler = DDIMScheduler.from_config(model.scheduler_config)
     scheduler.set_timesteps(steps, device=model.device)
     if latents is None:
         noise = torch.randn((batch, model.image_channels, height, width), generator=generator)  # on the CPU
@@ -127,10 +127,10 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
             sample = guide_by_box_energy(model, sample, timestep, first_half(both, batch), energy, scheduler=scheduler)
         if guidance == 1:  # w = 1 is eps(c2) alone: the c1 branch would be weighted 0, so it is not run
             scaled = scheduler.scale_model_input(sample, timestep)
-            guided = model(scaled, timestep.expand(batch), first_half(both, batch)).float()
+            guided = model.denoise(scaled, timestep.expand(batch), first_half(both, batch)).float()
         else:
             doubled = scheduler.scale_model_input(torch.cat([sample, sample]), timestep)
-            with_c2, with_c1 = model(doubled, timestep.expand(2 * batch), both).float().chunk(2)
+            with_c2, with_c1 = model.denoise(doubled, timestep.expand(2 * batch), both).float().chunk(2)
             guided = guide(with_c2, with_c1, guidance)
         sample = scheduler.step(guided, timestep, sample, **step_kwargs).prev_sample
         if known is not None:
