@@ -85,14 +85,15 @@ def read_conditions(path: Path) -> dict:
 # --- numbers ------------------------------------------------------------------------------------
 
 
-def check_sampling(cfg: DictConfig) -> None:
-    """The sampling settings edit, recombine and evaluate share."""
+def check_sampling(cfg: DictConfig) -> BoxEnergy | None:
+    """The sampling settings edit, recombine and evaluate share, checked before any work; returns
+    the box-energy guidance they ask for (None: off)."""
     require("guidance", cfg.guidance, minimum=0, maximum=MAX_GUIDANCE)
     require("steps", cfg.steps, minimum=1, integer=True)
     require("seed", cfg.seed, minimum=0, maximum=MAX_SEED, integer=True)
     if "grounding_fraction" in cfg and cfg.grounding_fraction != "auto":
         require("grounding_fraction", cfg.grounding_fraction, minimum=0, maximum=1, optional=True)
-    box_energy_settings(cfg)  # its numbers too, before any work
+    return box_energy_settings(cfg)
 
 
 def box_energy_settings(cfg: DictConfig) -> BoxEnergy | None:

@@ -20,6 +20,7 @@ from decompose import load_image, load_mask
 
 from .checks import names, require
 from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
+from .config_files import CONFIG_DIR
 from .inference.composite import check_output_depth, composite, save_composite
 
 
@@ -45,7 +46,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="edit")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="edit")
 def main(cfg: DictConfig) -> None:
     run_or_exit(run, cfg)
 

@@ -133,16 +133,14 @@ class ComposerModel(ModelMixin, ConfigMixin):
             self.local_residuals = LocalResiduals(local_width, *skip_shapes(self.unet.config))
 
         self.vae = None
-        downsample = 1
         if vae_config is not None:
             self.vae = AutoencoderKL(**{key: value for key, value in dict(vae_config).items() if not key.startswith("_")})
             self.vae.requires_grad_(False)
-            downsample = 2 ** (len(self.vae.config.block_out_channels) - 1)
         time_dim = self.unet.time_embedding.linear_2.out_features
         context_dim = self.unet.config.cross_attention_dim
-        self.conditioner = Conditioner(specs, time_dim, context_dim, local_width, local_downsample=downsample,
-                                       global_tokens=global_tokens, max_objects=max_objects, local_hidden=local_hidden,
-                                       local_levels=local_levels)
+        self.conditioner = Conditioner(specs, time_dim, context_dim, local_width,
+                                       local_downsample=self.vae_scale_factor, global_tokens=global_tokens,
+                                       max_objects=max_objects, local_hidden=local_hidden, local_levels=local_levels)
         if not train_base:
             self.freeze_base()
 
@@ -242,11 +240,13 @@ class ComposerModel(ModelMixin, ConfigMixin):
     def image_channels(self) -> int:
         return self.unet.conv_in.image_channels
 
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image pixels per latent pixel: 1 in pixel space, 2^(levels - 1) for a VAE (8 for SD's)."""
+        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
+
     def latent_size(self, height: int, width: int) -> tuple[int, int]:
-        if self.vae is None:
-            return height, width
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return height // factor, width // factor
+        return height // self.vae_scale_factor, width // self.vae_scale_factor
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

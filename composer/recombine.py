@@ -22,7 +22,6 @@ from decompose.render import map_picture, to_pil
 
 from .checks import MAX_BATCH, names, require, strengths
 from .commands import (
-    box_energy_settings,
     build_pipeline,
     check_sampling,
     load_prior,
@@ -30,10 +29,11 @@ from .commands import (
     record_output,
     run_or_exit,
 )
+from .config_files import CONFIG_DIR
 from .inference.layout import Layout, LayoutClient, load_layout
 from .inference.planner import plan_layout
 
-CONFIG = Path(__file__).resolve().parents[1] / "conf" / "recombine.yaml"
+CONFIG = CONFIG_DIR / "recombine.yaml"
 
 
 def image_arguments(argv: list[str], settings: set[str]) -> list[str]:
@@ -108,7 +108,7 @@ def plan_prompt(cfg: DictConfig, *, max_objects: int) -> tuple[Layout, bool]:
 
 
 def run(cfg: DictConfig) -> Path:
-    check_sampling(cfg)
+    box_energy = check_sampling(cfg)
     require("batch", cfg.batch, minimum=1, maximum=MAX_BATCH, integer=True)
     strength = strengths(cfg.strength)
     negative = names("negative", cfg.negative)
@@ -155,7 +155,7 @@ def run(cfg: DictConfig) -> Path:
         if layout:
             inputs.update(pipe.layout_inputs(layout, cfg.batch))
     result = pipe(inputs, conditions=conditions, negative=negative, guidance=cfg.guidance,
-                  strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy_settings(cfg),
+                  strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy,
                   use_prior=cfg.prior.use, num_inference_steps=cfg.steps,
                   generator=generator, size=(size, size), batch_size=cfg.batch, progress=True, precision=cfg.precision)
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
@@ -172,7 +172,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="recombine")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="recombine")
 def main(cfg: DictConfig) -> None:
     run_or_exit(run, cfg)
 

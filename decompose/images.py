@@ -49,7 +49,7 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     """
     path = Path(path)
     try:
-        with _pil_open(path) as opened:
+        with pillow_open(path) as opened:
             opened.load()
             image = to_rgb(opened)
     except FileNotFoundError:
@@ -72,7 +72,7 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None, image_path:
     """
     path = Path(path)
     try:
-        with _pil_open(path) as opened:
+        with pillow_open(path) as opened:
             opened.load()
             pixels = np.asarray(opened.convert("L") if opened.mode not in ("L", "1") else opened)
     except FileNotFoundError:
@@ -94,7 +94,7 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None, image_path:
 def image_size(path: str | Path) -> tuple[int, int]:
     """`(height, width)` of an image file, read from its header."""
     try:
-        with _pil_open(Path(path)) as opened:
+        with pillow_open(Path(path)) as opened:
             return opened.height, opened.width
     except FileNotFoundError:
         raise ValueError(f"image file {str(path)!r} does not exist") from None
@@ -102,7 +102,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
 
 
-def _pil_open(path: Path) -> Image.Image:
+def pillow_open(path: Path) -> Image.Image:
     """Pillow's own `Image.open`. Importing ultralytics replaces it with a wrapper that, on an
     unreadable file, tries to pip-install a HEIF plugin: a network call and a confusing error."""
     patches = sys.modules.get("ultralytics.utils.patches")

@@ -18,9 +18,9 @@ CONDITION_FILES = sorted((ROOT / "conf" / "condition").glob("*.yaml"))
 CONTEXT = 32
 
 
-def condition_spec(path: Path, clip_dir: Path) -> ConditionSpec:
+def condition_spec(path: Path) -> ConditionSpec:
     """The spec a conf/condition YAML gives (its single top-level key is the condition), its sizes
-    from its extractor (grounding: the caption's text encoder; CLIP: a tiny local one)."""
+    from its extractor (grounding: the caption's text encoder)."""
     from hydra.utils import instantiate
 
     from composer.inputs import sources_from_config
@@ -30,8 +30,6 @@ def condition_spec(path: Path, clip_dir: Path) -> ConditionSpec:
     conditions = {key: value for key, value in OmegaConf.to_container(with_data, resolve=True).items() if key != "data"}
     (name, settings), = conditions.items()
     extractor = settings.get("extractor")
-    if extractor and extractor.get("path_or_id") == "???":
-        extractor["path_or_id"] = str(clip_dir)
     extractors = [instantiate(extractor, _convert_="all")] if extractor else [TextEncoder.minilm()]
     return sources_from_config(conditions, extractors)[0].spec
 
@@ -63,9 +61,9 @@ CAPTION = ConditionSpec("caption", "text", dim=CONTEXT)  # same width as the UNe
 
 
 @pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.stem)
-def test_fresh_condition_leaves_the_base_unet_output_unchanged(path, base_unet_dir, tiny_clip_dir):
+def test_fresh_condition_leaves_the_base_unet_output_unchanged(path, base_unet_dir):
     """Zero-init, for every condition in conf/condition (and the gated attention with it)."""
-    spec = condition_spec(path, tiny_clip_dir)
+    spec = condition_spec(path)
     if spec.kind == "text":
         spec = CAPTION
     specs = [CAPTION] + ([spec] if spec.name != "caption" else [])
@@ -234,10 +232,10 @@ def test_a_folder_saved_with_training_settings_in_its_config_loads_without_them(
 
 
 @pytest.mark.parametrize("path", CONDITION_FILES, ids=lambda p: p.stem)
-def test_every_fresh_condition_can_learn(path, tiny_clip_dir):
+def test_every_fresh_condition_can_learn(path):
     """Zero-init must not cut the gradient: at step 0 every encoder's output layer gets a gradient.
     (Two zero-initialised layers in series would pass each other none, forever.)"""
-    spec = condition_spec(path, tiny_clip_dir)
+    spec = condition_spec(path)
     specs = [ConditionSpec("caption", "text", dim=12)] + ([spec] if spec.kind != "text" else [])
     model = _tiny_model(specs)
     generator = torch.Generator().manual_seed(0)

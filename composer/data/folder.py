@@ -32,7 +32,7 @@ class Entry:
     phrases: list[str]
 
 
-def _check_boxes(record: dict) -> str | None:
+def box_problem(record: dict) -> str | None:
     """Why the record's boxes/phrases are unusable, or None."""
     boxes, phrases = record.get("boxes", []), record.get("phrases", [])
     if not isinstance(boxes, list) or not isinstance(phrases, list):
@@ -85,7 +85,7 @@ def read_metadata(root: Path) -> tuple[list[Entry], list[str]]:
         if not isinstance(text, str):
             problems.append(f"metadata.jsonl line {number}: 'text' must be a string, got {type(text).__name__}")
             continue
-        why = _check_boxes(record)
+        why = box_problem(record)
         if why:
             problems.append(f"metadata.jsonl line {number}: {why}")
             continue

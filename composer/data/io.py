@@ -27,9 +27,9 @@ class BadImage(Exception):
 
 def _open(source: str | Path | bytes) -> Image.Image:
     # Pillow's own open: importing ultralytics wraps Image.open with a plugin installer.
-    from decompose.images import _pil_open
+    from decompose.images import pillow_open
 
-    return _pil_open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    return pillow_open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
 def read_image(source: str | Path | bytes, min_side: int | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .folder import _check_boxes
+from .folder import box_problem
 from .io import BadImage, read_image
 from .sample import Sample, Skipped
 from .transforms import ResizeCrop
@@ -133,7 +133,7 @@ class ShardDataset(IterableDataset):
         caption = caption or str(meta.get("caption") or meta.get("text") or "")
         boxes, phrases = [], []
         if "boxes" in meta or "phrases" in meta:
-            why = _check_boxes(meta)
+            why = box_problem(meta)
             if why:
                 logger.warning("%s: ignoring its boxes: %s", key, why)
             else:

@@ -21,7 +21,8 @@ from torch.utils.data import IterableDataset
 from decompose import TransformersDepth, YoloInstances
 
 from ..checks import MAX_GUIDANCE, check_writable, names, require
-from ..commands import box_energy_settings, build_pipeline, check_sampling, load_prior, run_or_exit
+from ..commands import build_pipeline, check_sampling, load_prior, run_or_exit
+from ..config_files import CONFIG_DIR
 from ..data import SceneDataset
 from ..inference.pipeline import model_folder, resolve_precision
 from . import (
@@ -45,7 +46,7 @@ def output_folder(cfg: DictConfig) -> Path:
 
 
 CONFIG_NAME = "evaluate"  # conf/evaluate.yaml
-CONDITION_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "condition"
+CONDITION_CONFIGS = CONFIG_DIR / "condition"
 
 
 def condition_metrics(checkpoint: str, names: list[str]) -> dict[str, list[str]]:
@@ -75,7 +76,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 
 def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
-    check_sampling(cfg)
+    box_energy = check_sampling(cfg)
     require("guidance_all", cfg.guidance_all, minimum=0, maximum=MAX_GUIDANCE)
     require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
     require("batch", cfg.batch, minimum=2, integer=True)
@@ -122,7 +123,7 @@ def run(cfg: DictConfig) -> Path:
                                   scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
                                   grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
                                   planned_negative=tuple(planned_negative),
-                                  box_energy=box_energy_settings(cfg),
+                                  box_energy=box_energy,
                                   precision=resolve_precision(cfg.precision, pipe.device, pipe.dtype))
     metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
     # The image embedding is read back by the encoder that made the condition judged by it
@@ -158,7 +159,7 @@ def run(cfg: DictConfig) -> Path:
     return paths["markdown"]
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name=CONFIG_NAME)
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     run_or_exit(run, cfg)
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from decompose.images import _pil_open
+from decompose.images import pillow_open
 
 SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -25,7 +25,7 @@ SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")
 def sixteen_bit_pixels(path: str | Path) -> np.ndarray | None:
     """A 16-bit PNG or TIFF's pixels, `[H, W, 3 or 4]` uint16 RGB(A) with gray repeated; None for
     an 8-bit file (and any other format); a `ValueError` for other depths (a float TIFF)."""
-    with _pil_open(Path(path)) as opened:
+    with pillow_open(Path(path)) as opened:
         if opened.format not in ("PNG", "TIFF"):
             return None
     pixels = _read_unchanged(path)  # Pillow shows a 16-bit RGB PNG as 8-bit RGB: ask OpenCV
@@ -56,7 +56,7 @@ def composite(image_path: str | Path, generated: np.ndarray, mask: torch.Tensor)
     if original is not None:
         original[inside, :3] = generated[inside].astype(np.uint16) * 257  # 65535 / 255
         return original
-    with _pil_open(Path(image_path)) as opened:
+    with pillow_open(Path(image_path)) as opened:
         has_alpha = opened.mode in ("RGBA", "LA", "PA") or (opened.mode == "P" and "transparency" in opened.info)
         original = np.array(opened.convert("RGBA" if has_alpha else "RGB"))
     original[inside, :3] = generated[inside]
@@ -76,7 +76,7 @@ def save_composite(pixels: np.ndarray, out: Path, mask: torch.Tensor) -> int:
         from PIL import Image
 
         Image.fromarray(pixels).save(out)
-        with _pil_open(out) as opened:
+        with pillow_open(out) as opened:
             saved = np.asarray(opened.convert("RGBA" if pixels.shape[-1] == 4 else "RGB"))
     outside = mask[0].cpu().numpy() == 0
     changed = int((saved[outside] != pixels[outside]).any(-1).sum())

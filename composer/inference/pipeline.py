@@ -1,5 +1,6 @@
-"""`ComposerPipeline`: generate from any mix of conditions, each possibly from another image;
-edit inside a region; interpolate; invert (Composer, Huang et al. 2023, sec. 3-4).
+"""`ComposerPipeline`: generate from any mix of conditions, each possibly from another image, and
+edit inside a region (Composer, Huang et al. 2023, sec. 3-4). Interpolation and inversion are in
+`composer.inference.manipulation`.
 
     pipe = ComposerPipeline.from_checkpoint("runs/default/model", decomposer=decomposer, sources=sources)
     out = pipe(images={"sketch": image_a, "color": image_b}, captions=["a red star on a gray background"],
@@ -285,10 +286,7 @@ class ComposerPipeline(DiffusionPipeline):
     @property
     def image_size(self) -> int:
         """The side, in pixels, of the square images the model was trained on."""
-        size = self.model.unet.config.sample_size
-        if self.model.vae is not None:
-            size *= 2 ** (len(self.model.vae.config.block_out_channels) - 1)
-        return int(size)
+        return int(self.model.unet.config.sample_size * self.model.vae_scale_factor)
 
     @staticmethod
     def check_inputs(*, guidance: float, num_inference_steps: int, grounding_fraction: float | None,
