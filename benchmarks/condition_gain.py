@@ -21,7 +21,7 @@ import torch
 
 
 def main() -> None:
-    from composer.commands import build_pipeline
+    from composer.commands import load_pipeline
     from composer.data import Collate, SceneDataset
     from composer.inputs import batch_inputs
     from composer.training.objective import DiffusionObjective
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--timesteps", type=int, nargs="+", default=[100, 500, 900])
     args = parser.parse_args()
-    pipe = build_pipeline(args.checkpoint, "ddim", annotations=True)
+    pipe = load_pipeline(args.checkpoint, "ddim", annotations=True)
     model, size = pipe.model, pipe.image_size
     objective = DiffusionObjective.for_model(model)
     dataset = SceneDataset(size=size, split="val", seed=0)

@@ -1,4 +1,4 @@
-"""What the command-line entry points share: rebuilding a pipeline from a trained model folder,
+"""What the command-line entry points share: loading a pipeline from a trained model folder,
 checking the numbers and paths a user typed, writing outputs without overwriting anything, and
 the index of a sweep."""
 
@@ -17,20 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm.auto import tqdm
 
-from decompose import (
-    AnnotatedDepth,
-    AnnotatedInstances,
-    Intensity,
-)
-
 from .allocator import keep_freed_memory
 from .checks import MAX_GUIDANCE, MAX_SEED, check_writable, require
 from .inference.box_energy import BoxEnergy
-from .inference.pipeline import ComposerPipeline, model_folder
-from .inputs import Conditioning
+from .inference.pipeline import ComposerPipeline
 from .prior import EmbeddingPrior
 from .secrets import masked, scrub, secret_values
-from .trusted_extractors import build_extractors
 
 
 def instantiate_extractors(conditions: dict) -> list:
@@ -38,48 +30,11 @@ def instantiate_extractors(conditions: dict) -> list:
     return [instantiate(settings["extractor"]) for settings in conditions.values() if settings.get("extractor")]
 
 
-def build_pipeline(checkpoint: str, scheduler: str = "ddim", *, annotations: bool = False,
-                   allow_missing_weights: bool = False, prior: EmbeddingPrior | None = None,
-                   trusted_extractors: Iterable[str] = ()) -> ComposerPipeline:
-    """The model, plus the extractors it was trained with (`conditions.yaml` beside its weights)
-    and, if given, Composer's prior. With `annotations`, extractors that pass a dataset's ground
-    truth through are kept (for evaluating on that dataset).
-
-    The folder may be someone else's: `conditions.yaml` builds only the project's own extractors
-    (`composer.trusted_extractors`), plus the `trusted_extractors` targets the user names."""
-    pipe = ComposerPipeline.from_checkpoint(checkpoint, scheduler, allow_missing_weights=allow_missing_weights)
-    folder = model_folder(checkpoint)
-    conditions_file = folder / "conditions.yaml"
-    if not conditions_file.is_file():
-        raise ValueError(f"{str(folder)!r} has no conditions.yaml (written by train.py): cannot decompose images for it")
-    conditions = read_conditions(conditions_file)
-    extractors = build_extractors(conditions, trusted=trusted_extractors, where=str(conditions_file))
-    # Annotation extractors pass a dataset's ground truth through; a user's image has none, so
-    # those conditions (the scenes' instances and depth) are left out: dropped when sampling.
-    annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
-    if annotated:
-        print("note: conditions from dataset annotations are left out for new images: "
-              + ", ".join(e.name for e in annotated), file=sys.stderr)
-    extractors = [e for e in extractors if e not in annotated]
-    for extractor in extractors:
-        if isinstance(extractor, Intensity):
-            extractor.randomize = False  # docs/design.md#intensity-at-sampling: one fixed gray, reproducible
-    conditioning = Conditioning.build(conditions, extractors, specs=pipe.model.conditioner.specs)
-    pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder, prior=prior)
-    pipe.sources = conditioning.sources
+def load_pipeline(checkpoint: str, scheduler: str = "ddim", **kwargs) -> ComposerPipeline:
+    """`ComposerPipeline.from_pretrained` (its arguments), on the GPU when there is one: what the
+    command-line apps sample with."""
+    pipe = ComposerPipeline.from_pretrained(checkpoint, scheduler, **kwargs)
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def read_conditions(path: Path) -> dict:
-    """A model folder's `conditions.yaml` as plain data (interpolations are not resolved: they
-    could read environment variables), or a ValueError naming the file."""
-    try:
-        conditions = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as error:  # yaml's and omegaconf's errors share no base class
-        raise ValueError(f"cannot read {path}: {str(error).splitlines()[0] if str(error) else error}") from None
-    if not isinstance(conditions, dict):
-        raise ValueError(f"{path} must map condition names to their settings")
-    return conditions
 
 
 # --- numbers ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from decompose import load_image, load_mask
 
 from .checks import names, require
-from .commands import build_pipeline, check_sampling, output_file, record_output, run_or_exit
+from .commands import check_sampling, load_pipeline, output_file, record_output, run_or_exit
 from .config_files import CONFIG_DIR
 from .inference.composite import check_output_depth, composite, save_composite
 
@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> Path:
     image = load_image(cfg.image)[None]  # [1, 3, H, W] at the photo's own size
     check_output_depth(cfg.image, out)
     mask = load_mask(cfg.mask, tuple(image.shape[-2:]), cfg.image)[None]  # [1, 1, H, W]
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
+    pipe = load_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
                           trusted_extractors=cfg.trusted_extractors)
     conditions = "all" if cfg.conditions == "all" else names("conditions", cfg.conditions)
     captions = [cfg.caption] if cfg.caption else None

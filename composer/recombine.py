@@ -22,8 +22,8 @@ from decompose.render import map_picture, to_pil
 
 from .checks import MAX_BATCH, names, require, strengths
 from .commands import (
-    build_pipeline,
     check_sampling,
+    load_pipeline,
     load_prior,
     output_file,
     record_output,
@@ -117,7 +117,7 @@ def run(cfg: DictConfig) -> Path:
     paths = {name: str(path) for name, path in (cfg.images or {}).items() if path}
     out = output_file(cfg.out, inputs=[*paths.values(), cfg.layout], overwrite=cfg.overwrite,
                       default_name="recombined.png")
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
+    pipe = load_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
                           trusted_extractors=cfg.trusted_extractors,
                           prior=load_prior(cfg))
     size = pipe.image_size

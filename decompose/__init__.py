@@ -12,7 +12,7 @@ from .depth import AnnotatedDepth, TransformersDepth
 from .extractor import Extractor, builds_extractor
 from .hed import HED, load_hed
 from .image_embedding import ClipImageEncoder
-from .images import check_images, image_size, load_image, load_mask
+from .images import check_images, image_size, image_tensor, load_image, load_mask
 from .instances import (
     AnnotatedInstances,
     YoloInstances,
@@ -38,5 +38,5 @@ __all__ = [
     "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
     "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
     "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "builds_extractor", "check_images",
-    "detections_to_instances", "image_size", "load_hed", "load_image", "load_mask", "load_yolo", "results_to_instances", "save_yolo",
+    "detections_to_instances", "image_size", "image_tensor", "load_hed", "load_image", "load_mask", "load_yolo", "results_to_instances", "save_yolo",
 ]

@@ -56,6 +56,13 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
         raise ValueError(f"image file {str(path)!r} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
+    return image_tensor(image, size)
+
+
+def image_tensor(image: Image.Image, size: int | None = None) -> torch.Tensor:
+    """A PIL image as `[3, H, W]` float in [0, 1] (RGB; any mode converted as `load_image` does);
+    with `size`, resized on its short side and centre-cropped to `size x size`."""
+    image = to_rgb(image)
     if size is not None:
         image = _resize_and_crop(image, size)
     array = np.asarray(image, dtype=np.uint8)  # [H, W, 3]

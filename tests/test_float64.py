@@ -5,10 +5,10 @@ step then run in float64 with no dtype error."""
 import pytest
 import torch
 
-from composer.commands import build_pipeline
 from composer.data import Collate, SceneDataset
 from composer.evaluation import Evaluation, EvaluationSettings, Reader
 from composer.inference.layout import Layout, LayoutObject
+from composer.inference.pipeline import ComposerPipeline
 from composer.inputs import batch_inputs
 from composer.training.objective import DiffusionObjective
 from composer.zoo import scenes_prior
@@ -31,7 +31,7 @@ def _all_float64(pipe) -> list[str]:
 
 @pytest.fixture(scope="module")
 def pipe64(pretrained_run):
-    pipe = build_pipeline(str(pretrained_run)).to(FLOAT64)
+    pipe = ComposerPipeline.from_pretrained(str(pretrained_run)).to(FLOAT64)
     assert {"decomposer", "phrase_encoder"} <= set(pipe.components)
     return pipe
 
@@ -66,7 +66,7 @@ def test_edit_and_recombine_run_in_float64(pipe64):
 
 
 def test_an_evaluation_batch_and_a_training_step_run_in_float64(trained):
-    pipe = build_pipeline(str(trained), annotations=True, prior=scenes_prior()).to(FLOAT64)
+    pipe = ComposerPipeline.from_pretrained(str(trained), annotations=True, prior=scenes_prior()).to(FLOAT64)
     assert pipe.prior.dtype == FLOAT64 and not _all_float64(pipe)
     samples = [SceneDataset(size=32, split="val")[index] for index in range(2)]
     settings = EvaluationSettings(n=2, batch=2, steps=1, grid_count=0)

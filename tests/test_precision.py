@@ -4,13 +4,12 @@ rounding of it; channels-last (the layout from_checkpoint gives the model) chang
 import pytest
 import torch
 
-from composer.commands import build_pipeline
-from composer.inference.pipeline import fast_bf16, resolve_precision
+from composer.inference.pipeline import ComposerPipeline, fast_bf16, resolve_precision
 
 
 @pytest.fixture(scope="module")
 def pipe(trained):
-    return build_pipeline(str(trained / "model"))
+    return ComposerPipeline.from_pretrained(str(trained / "model"))
 
 
 def _sample(pipe, precision: str) -> torch.Tensor:

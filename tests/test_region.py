@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from composer.commands import build_pipeline
+from composer.inference.pipeline import ComposerPipeline
 from composer.inference.region import Window, crop, mask_window, paste
 
 
@@ -59,7 +59,7 @@ def test_crop_and_paste_keep_every_pixel_outside_the_mask():
 @pytest.mark.parametrize("height, width, box", [(256, 256, (100, 140, 60, 200)), (45, 70, (0, 45, 10, 30)),
                                                 (20, 24, (4, 16, 4, 20)), (64, 48, (0, 64, 0, 48))])
 def test_the_pipeline_edits_at_the_image_size(trained, height, width, box):
-    pipe = build_pipeline(str(trained))
+    pipe = ComposerPipeline.from_pretrained(str(trained))
     image = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(1))
     mask = _mask(height, width, *box)[None, None].repeat(2, 1, 1, 1)
     mask[1, :, : height // 2] = 0  # each image its own mask and window

@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset
 from decompose import TransformersDepth, YoloInstances
 
 from ..checks import MAX_GUIDANCE, check_writable, names, require
-from ..commands import build_pipeline, check_sampling, load_prior, run_or_exit
+from ..commands import check_sampling, load_pipeline, load_prior, run_or_exit
 from ..config_files import CONFIG_DIR
 from ..data import SceneDataset
 from ..inference.pipeline import model_folder, resolve_precision
@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> Path:
     require("grid_count", cfg.grid_count, minimum=0, integer=True)
     out = output_folder(cfg)
     check_output_folder(out, cfg.overwrite)
-    pipe = build_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True,
+    pipe = load_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True,
                           allow_missing_weights=cfg.allow_missing_weights,
                           trusted_extractors=cfg.trusted_extractors, prior=load_prior(cfg))
     if pipe.prior is not None and not any(s.representation == pipe.prior.config.representation for s in pipe.sources):

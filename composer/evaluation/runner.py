@@ -151,7 +151,7 @@ class Evaluation:
             raise ValueError(f"n={settings.n} with batch={settings.batch} leaves a last batch of one source, which has "
                              "no other scene to compare with: change n or batch")
         if pipe.decomposer is None:
-            raise ValueError("the pipeline has no decomposer: build it with composer.commands.build_pipeline")
+            raise ValueError("the pipeline has no decomposer: build it with ComposerPipeline.from_pretrained")
         self.pipe, self.reader, self.settings = pipe, reader, settings
         self.collate = Collate(max_objects)
         self.names = pipe.condition_names

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +25,25 @@ from diffusers.schedulers import (
     EulerDiscreteScheduler,
     UniPCMultistepScheduler,
 )
+from omegaconf import OmegaConf
 from PIL import Image
 
-from decompose import Decomposer, check_images
+from decompose import (
+    AnnotatedDepth,
+    AnnotatedInstances,
+    Decomposer,
+    Intensity,
+    check_images,
+    image_tensor,
+    load_image,
+)
 from decompose.masked_image import check_masks
 
 from ..checks import MAX_GUIDANCE, require
-from ..inputs import ConditionSource, PhraseEncoder, condition_inputs
+from ..inputs import Conditioning, ConditionSource, PhraseEncoder, condition_inputs
 from ..model import ComposerModel
 from ..prior import EmbeddingPrior
+from ..trusted_extractors import build_extractors
 from .box_energy import BoxEnergy
 from .layout import Layout
 from .region import crop, mask_window, paste
@@ -135,6 +145,37 @@ def _first(keys: Sequence[str], count: int = 3) -> str:
     return ", ".join(keys[:count]) + (f" and {len(keys) - count} more" if len(keys) > count else "")
 
 
+def image_batch(images: object, size: int) -> torch.Tensor:
+    """`[B, 3, H, W]` from a tensor (`[3, H, W]` gains a batch axis; kept at its size), or from PIL
+    images or image files (one or a list), resized on the short side and centre-cropped to `size`."""
+    if isinstance(images, torch.Tensor):
+        return images[None] if images.dim() == 3 else images
+    many = images if isinstance(images, (list, tuple)) else [images]
+    if not many:
+        raise ValueError("an empty list of images")
+    batch = []
+    for image in many:
+        if isinstance(image, Image.Image):
+            batch.append(image_tensor(image, size))
+        elif isinstance(image, (str, os.PathLike)):
+            batch.append(load_image(image, size))
+        else:
+            raise ValueError(f"expected an image (a tensor, a PIL image or a file path), got {type(image).__name__}")
+    return torch.stack(batch)
+
+
+def read_conditions(path: Path) -> dict:
+    """A model folder's `conditions.yaml` as plain data (interpolations are not resolved: they
+    could read environment variables), or a ValueError naming the file."""
+    try:
+        conditions = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as error:  # yaml's and omegaconf's errors share no base class
+        raise ValueError(f"cannot read {path}: {str(error).splitlines()[0] if str(error) else error}") from None
+    if not isinstance(conditions, dict):
+        raise ValueError(f"{path} must map condition names to their settings")
+    return conditions
+
+
 def input_batch(inputs: Mapping[str, object]) -> int:
     """The batch size of precomputed condition inputs (tensors, or dataclasses of them): 1 if none,
     a ValueError naming them if they disagree."""
@@ -178,6 +219,50 @@ class ComposerPipeline(DiffusionPipeline):
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
         return cls(model, SCHEDULERS[scheduler].from_config(model.scheduler_config), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, scheduler: str = "ddim", *, annotations: bool = False,
+                        allow_missing_weights: bool = False, prior: EmbeddingPrior | None = None,
+                        trusted_extractors: Iterable[str] = ()) -> ComposerPipeline:
+        """A complete pipeline from a model folder (or a training run's folder): the model, the
+        extractors it was trained with (`conditions.yaml` beside its weights), its phrase encoder,
+        and `prior` if given. It takes raw images, PIL or tensors, on the CPU (`.to()` moves it):
+
+            pipe = ComposerPipeline.from_pretrained("runs/default")
+            image = pipe(sketch=Image.open("a.png"), color=Image.open("b.png"), caption="a red star",
+                         generator=torch.Generator().manual_seed(0)).images[0]
+
+        Args:
+            path: the model folder, or a run folder holding `model/`.
+            scheduler: ddim, dpm++, euler or unipc.
+            annotations: keep extractors that pass a dataset's ground truth through (for evaluating
+                on that dataset); otherwise those conditions are left out, since a user's image
+                has no annotations.
+            allow_missing_weights: load a model saved before one of its modules existed.
+            prior: Composer's prior (`composer.prior.EmbeddingPrior`), for `use_prior=True`.
+            trusted_extractors: extractor classes (`module.Class`) of your own this folder may
+                build; the project's own are always allowed, nothing else (the folder may be
+                someone else's).
+        """
+        pipe = cls.from_checkpoint(path, scheduler, allow_missing_weights=allow_missing_weights)
+        conditions_file = model_folder(path) / "conditions.yaml"
+        if not conditions_file.is_file():
+            raise ValueError(f"{str(conditions_file.parent)!r} has no conditions.yaml (written by train.py): cannot "
+                             "decompose images for it")
+        conditions = read_conditions(conditions_file)
+        extractors = build_extractors(conditions, trusted=trusted_extractors, where=str(conditions_file))
+        annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
+        if annotated:
+            logger.warning("conditions from dataset annotations are left out for new images: %s",
+                           ", ".join(e.name for e in annotated))
+        extractors = [e for e in extractors if e not in annotated]
+        for extractor in extractors:
+            if isinstance(extractor, Intensity):
+                extractor.randomize = False  # docs/design.md#intensity-at-sampling: one fixed gray, reproducible
+        conditioning = Conditioning.build(conditions, extractors, specs=pipe.model.conditioner.specs)
+        pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder, prior=prior)
+        pipe.sources = conditioning.sources
+        return pipe
 
     def use_scheduler(self, name: str) -> None:
         """Swap the scheduler (same noise schedule): ddim, dpm++, euler or unipc."""
@@ -313,15 +398,17 @@ class ComposerPipeline(DiffusionPipeline):
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
                  output_type: str = "pil", progress: bool = True, precision: str = "fp32",
-                 callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
-                 ) -> ImagePipelineOutput:
+                 callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+                 **per_condition: object) -> ImagePipelineOutput:
         """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)` (Composer eq. 2).
 
         Args:
             inputs: precomputed condition inputs `{condition: input}` at the model's size.
-            images: raw images `[B, 3, H, W]` in [0, 1] decomposed for every condition, or
-                `{condition: images}` so that each condition comes from its own image.
-            captions: one caption per image, for the text condition.
+            images: raw images decomposed for every condition, or `{condition: images}` so that
+                each condition comes from its own image: tensors `[B, 3, H, W]` in [0, 1], or PIL
+                images or image files (one, or a list), resized and centre-cropped to the model's
+                size.
+            captions: one caption per image (or one string), for the text condition.
             layout: an LMD layout (boxes + phrases) for the grounding condition.
             conditions: c2, the conditions the output follows ("all" = every one).
             negative: c1, the conditions of the other branch (empty: classifier-free guidance).
@@ -354,8 +441,12 @@ class ComposerPipeline(DiffusionPipeline):
             callback_on_step_end: `callback(index, timestep, sample)` after every denoising step,
                 with the current sample `[B, C, h, w]` in the model's space (at the window's size
                 when editing).
+            **per_condition: a condition's input by its name, as images or files (`sketch=image`)
+                or, for the text condition, a caption (`caption="a red star"`):
+                `images={"sketch": image}, captions=[...]` written per condition.
         """
         # 1. check inputs
+        images, captions = self._raw_inputs(images, captions, per_condition)
         grounding_fraction = self.default_grounding_fraction if grounding_fraction == "auto" else grounding_fraction
         self.check_inputs(guidance=guidance, num_inference_steps=num_inference_steps,
                           grounding_fraction=grounding_fraction, strength=strength, output_type=output_type,
@@ -403,6 +494,28 @@ class ComposerPipeline(DiffusionPipeline):
         original = edit_image.to(generated.device, generated.dtype)
         return torch.stack([paste(image, output, window, item) for image, output, window, item
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
+
+    def _raw_inputs(self, images, captions, per_condition: Mapping[str, object]):
+        """`images` as tensors (a batch, or `{condition: batch}`) and `captions` as a list, with the
+        keyword arguments named by conditions folded in."""
+        unknown = sorted(set(per_condition) - set(self.condition_names))
+        if unknown:
+            raise TypeError(f"unexpected arguments {unknown}: neither pipeline arguments nor conditions of this model "
+                            f"({self.condition_names})")
+        captions = [captions] if isinstance(captions, str) else captions
+        images = {name: image_batch(value, self.image_size) for name, value in images.items()} \
+            if isinstance(images, Mapping) else (None if images is None else image_batch(images, self.image_size))
+        if per_condition and images is not None and not isinstance(images, Mapping):
+            raise ValueError("images= is one batch for every condition: give the per-condition images in it as "
+                             "images={condition: image}, or all of them by name")
+        for name, value in per_condition.items():
+            if self.model.conditioner.specs[name].kind == "text":
+                if captions is not None:
+                    raise ValueError(f"both captions= and {name}= were given: give one")
+                captions = [value] if isinstance(value, str) else list(value)
+            else:
+                images = {**(images or {}), name: image_batch(value, self.image_size)}
+        return images, captions
 
     def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
                   grounding_fraction, box_energy, use_prior, num_inference_steps, generator, latents, progress,
