@@ -1,5 +1,5 @@
 """What a shared model folder, a settings file or an LLM endpoint cannot do: run code, copy files,
-or show the API key (README#what-is-safe-to-load)."""
+or show the API key (docs/safety.md)."""
 
 import json
 import shutil

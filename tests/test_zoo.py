@@ -13,7 +13,7 @@ from composer.zoo.__main__ import main
 from composer.zoo.image_encoder import contrastive_loss
 from decompose import ClipImageEncoder, TextEncoder, TransformersDepth, YoloInstances
 
-# README, "In-domain model zoo": held-out accuracy of each shipped model
+# docs/zoo.md: held-out accuracy of each shipped model
 STATED_RECALL = 0.969  # image encoder: caption retrieval recall@1 among 64 scenes
 STATED_DEPTH_ERROR = 0.035  # depth: scale-invariant log error on 64 scenes
 STATED_MASK_MAP50 = 0.858  # yolo: mask mAP50 on 256 scenes at the training size (64 px)
