@@ -37,11 +37,11 @@ from decompose import (
     MaskedImage,
     TextEncoder,
 )
-from decompose.color import (
+from decompose.color import LEVELS
+from decompose.color_bins import (
     ACHROMATIC_CHROMA,
     CHROMA_STEP,
     HUES,
-    LEVELS,
     LIGHTNESS_STEP,
     LIGHTNESSES,
     SATURATIONS,

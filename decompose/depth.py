@@ -83,3 +83,11 @@ class AnnotatedDepth(Extractor):
         if not (0.0 <= low and high <= 1.0):
             raise ValueError(f"annotated depth must lie in [0, 1] (1 = near), got [{low:.4g}, {high:.4g}]")
         return depth
+
+
+def scale_invariant_error(predicted: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """How far a depth map is from another up to a global scale (Eigen et al. 2014), the measure
+    depth readings are judged by. Depth maps `[B, 1, H, W]` -> `mean(d^2) - mean(d)^2` with `d = log(p + eps) - log(t + eps)`,
+    `[B]` (0 = the same up to a global scale)."""
+    difference = (torch.log(predicted.float() + eps) - torch.log(target.float() + eps)).flatten(1)
+    return (difference.square().mean(1) - difference.mean(1).square()).clamp_min(0)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .images import check_images
+from .render import map_picture
 from .types import ExtractorInputs
 
 CPU_CHUNK_PIXELS = 2**19  # ~8 images of 256 x 256: int16 intermediates of 1 MB stay in L2/L3
@@ -69,8 +70,6 @@ class Extractor(nn.Module):
 
     def render(self, value, index: int):
         """A picture of image `index`'s representation (PIL), or None: maps show as images."""
-        from .render import map_picture
-
         return map_picture(value, index)
 
     @property

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .color import HUES, LIGHTNESSES, SATURATIONS, bin_centers
+from .color_bins import HUES, LIGHTNESSES, SATURATIONS, bin_centers
 from .types import Decomposition
 
 # Distinct colors for instance slots (tab10-like), reused cyclically.

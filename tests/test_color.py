@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decompose import ColorHistogram
-from decompose.color import (
+from decompose.color import quantize
+from decompose.color_bins import (
     HUES,
     LIGHTNESSES,
     SATURATIONS,
     bin_centers,
     lab_to_bins,
-    quantize,
     smoothing_kernel,
     spreading_matrix,
 )

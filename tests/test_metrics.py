@@ -10,10 +10,10 @@ from composer.evaluation.metrics import (
     mask_iou,
     max_change_outside,
     psnr,
-    scale_invariant_error,
     ssim,
 )
 from decompose import ColorHistogram
+from decompose.depth import scale_invariant_error
 
 
 def _edges(rows, size=16):

@@ -39,16 +39,16 @@ import torch
 from torchvision.ops import box_iou
 
 from decompose import Instances
+from decompose.depth import scale_invariant_error
 from decompose.edges import dilate
 
-from ..data.scenes import BACKGROUND_COLORS
+from ..data.scenes import BACKGROUND_COLORS, DEPTH_EPS
 from .metrics import (
     correlation,
     edge_f1,
     histogram_intersection,
     mask_iou,
     psnr,
-    scale_invariant_error,
     ssim,
 )
 from .readings import Objects, Reading
@@ -71,9 +71,6 @@ MEASURES: dict[str, bool] = {
     "embedding_similarity": True,  # cosine of the output's and the source's image embeddings
 }
 FOUND_IOU = 0.5
-# The scenes' background depth runs 0 to 0.1; a larger eps keeps that ramp from dominating the
-# log error, so the measure is about objects vs background and their order.
-DEPTH_EPS = 0.1
 
 
 @dataclass

@@ -48,13 +48,6 @@ def ssim(first: torch.Tensor, second: torch.Tensor, window: int = 7) -> torch.Te
     return kornia.metrics.ssim(first.float(), second.float(), window_size=window).flatten(1).mean(1)
 
 
-def scale_invariant_error(predicted: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Depth maps `[B, 1, H, W]` -> `mean(d^2) - mean(d)^2` with `d = log(p + eps) - log(t + eps)`,
-    `[B]` (0 = the same up to a global scale)."""
-    difference = (torch.log(predicted.float() + eps) - torch.log(target.float() + eps)).flatten(1)
-    return (difference.square().mean(1) - difference.mean(1).square()).clamp_min(0)
-
-
 def mask_iou(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Masks `[B, N, H, W]` -> IoU per slot `[B, N]` (two empty masks: 1)."""
     predicted, target = predicted > 0.5, target > 0.5

@@ -14,11 +14,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from decompose import TransformersDepth
+from decompose.depth import scale_invariant_error
 from decompose.pretrained import normalize
 
-from ..data.scenes import SceneDataset
-from ..evaluation.fidelity import DEPTH_EPS
-from ..evaluation.metrics import scale_invariant_error
+from ..data.scenes import DEPTH_EPS, SceneDataset
 from .loop import fit
 
 MEAN = STD = (0.5, 0.5, 0.5)
