@@ -129,12 +129,7 @@ def run(cfg: DictConfig) -> Path:
     if textual:
         raise ValueError(f"{textual} do not come from an image; conditions that do: {from_images}")
     generator = torch.Generator().manual_seed(cfg.seed)  # one generator: decomposition (random masks), then noise
-    loaded: dict[str, torch.Tensor] = {}
-    images = {}
-    for name, path in paths.items():  # the same file twice is decomposed once
-        if path not in loaded:
-            loaded[path] = load_image(path, size)[None].expand(cfg.batch, -1, -1, -1).to(pipe.device)
-        images[name] = loaded[path]
+    images = load_images(paths, size, cfg.batch, pipe.device)
     layout = load_layout(cfg.layout) if cfg.layout else None
     planned = False
     if cfg.prompt:
@@ -158,18 +153,38 @@ def run(cfg: DictConfig) -> Path:
                   strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy,
                   use_prior=cfg.prior.use, num_inference_steps=cfg.steps,
                   generator=generator, size=(size, size), batch_size=cfg.batch, progress=True, precision=cfg.precision)
+    save_outputs(out, pipe, result.images, paths=paths, images=images, inputs=inputs, caption=caption,
+                 prior=cfg.prior.use)
+    record_output(cfg, out, conditions_used=conditions)
+    return out
+
+
+def load_images(paths: dict[str, str], size: int, batch: int, device) -> dict[str, torch.Tensor]:
+    """`{condition: [batch, 3, size, size]}` from `{condition: file}`; the same file twice is one
+    tensor, so it is decomposed once."""
+    loaded: dict[str, torch.Tensor] = {}
+    images = {}
+    for name, path in paths.items():
+        if path not in loaded:
+            loaded[path] = load_image(path, size)[None].expand(batch, -1, -1, -1).to(device)
+        images[name] = loaded[path]
+    return images
+
+
+def save_outputs(out: Path, pipe, outputs: list, *, paths: dict[str, str], images: dict, inputs: dict,
+                 caption: str | None, prior: bool) -> None:
+    """The first output as a grid beside its sources and their representations; the others of the
+    batch as `out-1.png`, `out-2.png`, ..."""
+    size = pipe.image_size
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
                 representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]
     if caption:
-        label = "caption + prior" if cfg.prior.use else "caption"  # + the image embedding predicted from it
+        label = "caption + prior" if prior else "caption"  # + the image embedding predicted from it
         columns.append((label, text_tile(caption), None))
     out.parent.mkdir(parents=True, exist_ok=True)
-    picture = grid(columns, result.images[0])
-    picture.save(out)
-    for index, image in enumerate(result.images[1:], start=1):
+    grid(columns, outputs[0]).save(out)
+    for index, image in enumerate(outputs[1:], start=1):
         image.save(out.with_name(f"{out.stem}-{index}{out.suffix}"))
-    record_output(cfg, out, conditions_used=conditions)
-    return out
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="recombine")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -24,6 +25,7 @@ from ..checks import MAX_GUIDANCE, check_writable, names, require
 from ..commands import check_sampling, load_pipeline, load_prior, run_or_exit
 from ..config_files import CONFIG_DIR
 from ..data import SceneDataset
+from ..inference.box_energy import BoxEnergy
 from ..inference.pipeline import model_folder, resolve_precision
 from . import (
     Evaluation,
@@ -76,32 +78,67 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 
 def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
-    box_energy = check_sampling(cfg)
-    require("guidance_all", cfg.guidance_all, minimum=0, maximum=MAX_GUIDANCE)
-    require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
-    require("batch", cfg.batch, minimum=2, integer=True)
-    require("grid_count", cfg.grid_count, minimum=0, integer=True)
+    box_energy = check_settings(cfg)
     out = output_folder(cfg)
     check_output_folder(out, cfg.overwrite)
     pipe = load_pipeline(cfg.checkpoint, cfg.scheduler, annotations=True,
-                          allow_missing_weights=cfg.allow_missing_weights,
-                          trusted_extractors=cfg.trusted_extractors, prior=load_prior(cfg))
+                         allow_missing_weights=cfg.allow_missing_weights,
+                         trusted_extractors=cfg.trusted_extractors, prior=load_prior(cfg))
     if pipe.prior is not None and not any(s.representation == pipe.prior.config.representation for s in pipe.sources):
         print(f"note: this model has no condition fed by {pipe.prior.config.representation}: "
               "the prior's run is left out", file=sys.stderr)
         pipe.register_modules(prior=None)
     size = pipe.image_size
-    OmegaConf.update(cfg, "data.size", size)  # held-out sources at the model's size
+    dataset, samples = held_out(cfg, size)
+    parser = cached_scene_parser(size, cfg.parser.cache, cfg.parser.steps, scenes=cfg.parser.scenes).to(pipe.device) \
+        if isinstance(dataset, SceneDataset) else None
+    metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
+    evaluation = Evaluation(pipe, build_reader(cfg, pipe, parser, metrics), evaluation_settings(cfg, pipe, box_energy),
+                            cfg.data.max_objects, metrics=metrics)
+    result = evaluation(samples)
+
+    record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
+    record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
+                  reader="scene parser" if parser is not None else "extractors")
+    frechet = in_domain_frechet(result.images, parser.embed) if parser is not None and cfg.n >= 4 else None
+    summary = summarize(result, record, metrics, image_quality(cfg, result) or None, frechet=frechet)
+    command = "python -m composer.evaluation " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
+    paths = write_report(summary, result.grid, out, command)
+    print_verdict(summary)
+    return paths["markdown"]
+
+
+def check_settings(cfg: DictConfig) -> BoxEnergy | None:
+    """The numbers a user typed, before any work; returns the box-energy guidance asked for."""
+    box_energy = check_sampling(cfg)
+    require("guidance_all", cfg.guidance_all, minimum=0, maximum=MAX_GUIDANCE)
+    require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
+    require("batch", cfg.batch, minimum=2, integer=True)
+    require("grid_count", cfg.grid_count, minimum=0, integer=True)
+    if not OmegaConf.is_list(cfg.sweep):
+        raise ValueError(f"sweep={cfg.sweep!r}: expected a list of guidance scales, e.g. sweep=[1,2,3] (or [])")
+    for value in cfg.sweep:
+        require("sweep", value, minimum=0, maximum=MAX_GUIDANCE)
+    names("planned_negative", cfg.planned_negative)
+    return box_energy
+
+
+def held_out(cfg: DictConfig, size: int) -> tuple[object, Iterator]:
+    """The held-out dataset at the model's size, and an iterator over its sources."""
+    OmegaConf.update(cfg, "data.size", size)
     if not cfg.data.get("val"):
         raise ValueError(f"data={cfg.data} has no held-out split (data.val)")
     dataset = instantiate(cfg.data.val)
     if not isinstance(dataset, IterableDataset) and len(dataset) < cfg.n:
         raise ValueError(f"the held-out data has {len(dataset)} sources, fewer than n={cfg.n}")
     samples = iter(dataset) if isinstance(dataset, IterableDataset) else (dataset[i] for i in range(len(dataset)))
+    return dataset, samples
 
-    parser = None
-    if isinstance(dataset, SceneDataset):
-        parser = cached_scene_parser(size, cfg.parser.cache, cfg.parser.steps, scenes=cfg.parser.scenes).to(pipe.device)
+
+def build_reader(cfg: DictConfig, pipe, parser, metrics: dict) -> Reader:
+    """What reads outputs back: the scene parser on the scenes, else the depth and instance models
+    given; the image embedding by the encoder that made the condition judged by it (Composer's
+    variations), which also gives the in-domain CLIP score of captions."""
     depth = TransformersDepth.from_pretrained(cfg.depth_model).to(pipe.device) if cfg.depth_model else None
     instances = None
     if cfg.instances_model and parser is None:
@@ -110,31 +147,27 @@ def run(cfg: DictConfig) -> Path:
         print("note: no depth model (depth_model=): the depth metric is left out", file=sys.stderr)
     if parser is None and instances is None:
         print("note: no instance model (instances_model=): object metrics are left out", file=sys.stderr)
-    if not OmegaConf.is_list(cfg.sweep):
-        raise ValueError(f"sweep={cfg.sweep!r}: expected a list of guidance scales, e.g. sweep=[1,2,3] (or [])")
-    for value in cfg.sweep:
-        require("sweep", value, minimum=0, maximum=MAX_GUIDANCE)
+    extractors = pipe.decomposer.extractors if pipe.decomposer is not None else {}
+    embedded = [s.representation for s in pipe.sources if "embedding_similarity" in metrics.get(s.spec.name, [])]
+    embedder = extractors[embedded[0]] if embedded and embedded[0] in extractors else None
+    return Reader(parser, depth, instances=instances, embedder=embedder)
+
+
+def evaluation_settings(cfg: DictConfig, pipe, box_energy: BoxEnergy | None) -> EvaluationSettings:
     planned_negative = names("planned_negative", cfg.planned_negative)
     unknown = [name for name in planned_negative if name not in pipe.condition_names]
     if unknown:
         raise ValueError(f"planned_negative names {unknown}, which this model lacks; it has {pipe.condition_names}")
-    settings = EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
-                                  guidance_all=cfg.guidance_all,
-                                  scheduler=cfg.scheduler, grounding_fraction=cfg.grounding_fraction, seed=cfg.seed,
-                                  grid_count=cfg.grid_count, sweep=tuple(float(value) for value in cfg.sweep),
-                                  planned_negative=tuple(planned_negative),
-                                  box_energy=box_energy,
-                                  precision=resolve_precision(cfg.precision, pipe.device, pipe.dtype))
-    metrics = condition_metrics(cfg.checkpoint, pipe.condition_names)
-    # The image embedding is read back by the encoder that made the condition judged by it
-    # (Composer's variations), which also gives the in-domain CLIP score of captions
-    extractors = pipe.decomposer.extractors if pipe.decomposer is not None else {}
-    embedded = [s.representation for s in pipe.sources if "embedding_similarity" in metrics.get(s.spec.name, [])]
-    embedder = extractors[embedded[0]] if embedded and embedded[0] in extractors else None
-    evaluation = Evaluation(pipe, Reader(parser, depth, instances=instances, embedder=embedder), settings,
-                            cfg.data.max_objects, metrics=metrics)
-    result = evaluation(samples)
+    return EvaluationSettings(n=cfg.n, batch=min(cfg.batch, cfg.n), steps=cfg.steps, guidance=cfg.guidance,
+                              guidance_all=cfg.guidance_all, scheduler=cfg.scheduler,
+                              grounding_fraction=cfg.grounding_fraction, seed=cfg.seed, grid_count=cfg.grid_count,
+                              sweep=tuple(float(value) for value in cfg.sweep),
+                              planned_negative=tuple(planned_negative), box_energy=box_energy,
+                              precision=resolve_precision(cfg.precision, pipe.device, pipe.dtype))
 
+
+def image_quality(cfg: DictConfig, result) -> dict:
+    """FID/KID and CLIP score, where their weights were given (nothing is downloaded)."""
     quality = {}
     if cfg.quality.inception:
         quality.update(inception_metrics(result.images["sources"], result.images[ALL], cfg.quality.inception))
@@ -142,13 +175,10 @@ def run(cfg: DictConfig) -> Path:
         clip_score = ClipScore(cfg.quality.clip)
         quality["clip_score"] = clip_score(result.images[ALL], result.captions)
         quality["clip_score_sources"] = clip_score(result.images["sources"], result.captions)
-    record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
-    record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
-                  reader="scene parser" if parser is not None else "extractors")
-    frechet = in_domain_frechet(result.images, parser.embed) if parser is not None and cfg.n >= 4 else None
-    summary = summarize(result, record, metrics, quality or None, frechet=frechet)
-    command = "python -m composer.evaluation " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
-    paths = write_report(summary, result.grid, out, command)
+    return quality
+
+
+def print_verdict(summary: dict) -> None:
     if summary["not_measured"]:
         print(f"note: no metric measures {', '.join(summary['not_measured'])}; see the report", file=sys.stderr)
     goal = summary["goal"]
@@ -156,7 +186,6 @@ def run(cfg: DictConfig) -> Path:
     mixed = f"{recombined['a']['condition']} of A and {recombined['b']['condition']} of B" if recombined else "nothing"
     print(f"every condition beats unconditional: {goal['every_single_condition_beats_unconditional']}; "
           f"recombination follows the {mixed}: {goal['recombination_follows_a_and_b']}")
-    return paths["markdown"]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=CONFIG_NAME)

@@ -90,27 +90,7 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
               quality: dict | None = None, *, frechet: dict | None = None) -> dict:
     """Everything the report shows, JSON-ready. `metrics[condition]` lists the measures that judge
     it (its YAML's `metrics:`); one row per condition and measure the readers could take."""
-    fidelity = []
-    for condition, measures in metrics.items():
-        for measure in measures:
-            if measure not in MEASURES:
-                raise ValueError(f"condition {condition!r} names an unknown metric {measure!r}; known: {sorted(MEASURES)}")
-    rows = [(condition, measure) for condition, measures in metrics.items() for measure in measures]
-    for condition, metric in rows:
-        if condition not in result.runs or metric not in result.runs[condition]:
-            continue  # the model lacks the condition, or the data/readers cannot measure it
-        higher = MEASURES[metric]
-        alone, unconditional = result.runs[condition][metric], result.runs[UNCONDITIONAL][metric]
-        fidelity.append({
-            "metric": f"{condition}/{metric}", "condition": condition, "higher_is_better": higher,
-            "alone": mean_sem(alone),
-            "all": mean_sem(result.runs[ALL][metric]),
-            "unconditional": mean_sem(unconditional),
-            "other_scene": mean_sem(result.other[condition][metric]),
-            "source": mean_sem(result.source[metric]),
-            "gap_vs_unconditional": gap(alone, unconditional, higher),
-            "gap_vs_other_scene": gap(alone, result.other[condition][metric], higher),
-        })
+    fidelity = fidelity_rows(result, metrics)
     measured = {row["condition"] for row in fidelity}
     # Conditions the model has that no metric here reads back (a new condition, or a reader missing
     # for this data): named, never silently left out.
@@ -122,18 +102,7 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
     if result.sweep:
         summary["sweep"] = sweep_rows(result, metrics)
     if result.recombination:
-        r, ((local, local_metric), (global_, global_metric)) = result.recombination, result.recombined
-        # Differences oriented so that positive = follows A's local condition / B's global one.
-        a_sign, b_sign = (1 if MEASURES[local_metric] else -1), (1 if MEASURES[global_metric] else -1)
-        summary["recombination"] = {
-            "a": {"condition": local, "metric": local_metric, "higher_is_better": MEASURES[local_metric]},
-            "b": {"condition": global_, "metric": global_metric, "higher_is_better": MEASURES[global_metric]},
-            **{key: mean_sem(values) for key, values in r.items()},
-            "a_closer_to_a": (a_sign * (r["a_vs_a"] - r["a_vs_b"]) > 0).double().mean().item(),
-            "b_closer_to_b": (b_sign * (r["b_vs_b"] - r["b_vs_a"]) > 0).double().mean().item(),
-            "follows_a": gap(r["a_vs_a"], r["a_vs_b"], MEASURES[local_metric]),
-            "follows_b": gap(r["b_vs_b"], r["b_vs_a"], MEASURES[global_metric]),
-        }
+        summary["recombination"] = recombination_summary(result)
     if result.editing:
         summary["editing"] = {"max_change_outside": result.editing["max_change_outside"].max().item(),
                               "mean_change_inside": mean_sem(result.editing["mean_change_inside"])}
@@ -151,6 +120,49 @@ def summarize(result: EvaluationResult, settings: dict, metrics: Mapping[str, Se
         "editing_exact_outside_mask": summary.get("editing", {}).get("max_change_outside") == 0.0,
     }
     return summary
+
+
+def fidelity_rows(result: EvaluationResult, metrics: Mapping[str, Sequence[str]]) -> list[dict]:
+    """One row per condition and measure: alone, all, unconditional, other scene, source, and the
+    paired gaps to the baselines."""
+    for condition, measures in metrics.items():
+        for measure in measures:
+            if measure not in MEASURES:
+                raise ValueError(f"condition {condition!r} names an unknown metric {measure!r}; known: {sorted(MEASURES)}")
+    rows = []
+    for condition, measures in metrics.items():
+        for metric in measures:
+            if condition not in result.runs or metric not in result.runs[condition]:
+                continue  # the model lacks the condition, or the data/readers cannot measure it
+            higher = MEASURES[metric]
+            alone, unconditional = result.runs[condition][metric], result.runs[UNCONDITIONAL][metric]
+            rows.append({
+                "metric": f"{condition}/{metric}", "condition": condition, "higher_is_better": higher,
+                "alone": mean_sem(alone),
+                "all": mean_sem(result.runs[ALL][metric]),
+                "unconditional": mean_sem(unconditional),
+                "other_scene": mean_sem(result.other[condition][metric]),
+                "source": mean_sem(result.source[metric]),
+                "gap_vs_unconditional": gap(alone, unconditional, higher),
+                "gap_vs_other_scene": gap(alone, result.other[condition][metric], higher),
+            })
+    return rows
+
+
+def recombination_summary(result: EvaluationResult) -> dict:
+    """How far the recombination follows A's local condition and B's global one."""
+    r, ((local, local_metric), (global_, global_metric)) = result.recombination, result.recombined
+    # Differences oriented so that positive = follows A's local condition / B's global one.
+    a_sign, b_sign = (1 if MEASURES[local_metric] else -1), (1 if MEASURES[global_metric] else -1)
+    return {
+        "a": {"condition": local, "metric": local_metric, "higher_is_better": MEASURES[local_metric]},
+        "b": {"condition": global_, "metric": global_metric, "higher_is_better": MEASURES[global_metric]},
+        **{key: mean_sem(values) for key, values in r.items()},
+        "a_closer_to_a": (a_sign * (r["a_vs_a"] - r["a_vs_b"]) > 0).double().mean().item(),
+        "b_closer_to_b": (b_sign * (r["b_vs_b"] - r["b_vs_a"]) > 0).double().mean().item(),
+        "follows_a": gap(r["a_vs_a"], r["a_vs_b"], MEASURES[local_metric]),
+        "follows_b": gap(r["b_vs_b"], r["b_vs_a"], MEASURES[global_metric]),
+    }
 
 
 def _cell(value: dict[str, float]) -> str:
@@ -250,38 +262,9 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         f"difference to the unconditional run exceeds {CLEAR_STANDARD_ERRORS:g} standard errors.",
         "",
         *_all_conditions_lines(summary),
-        "## Each condition", "",
-        "| condition | metric | alone | all | unconditional | other scene | source | gap vs unconditional | clear |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *_fidelity_lines(summary),
+        *_recombination_lines(summary),
     ]
-    for row in summary["fidelity"]:
-        arrow = "↑" if row["higher_is_better"] else "↓"
-        name = row["metric"].split("/")[1]
-        gap_value = row["gap_vs_unconditional"]
-        lines.append(
-            f"| {row['condition']} | {name} {arrow} | {_cell(row['alone'])} | {_cell(row['all'])} | "
-            f"{_cell(row['unconditional'])} | {_cell(row['other_scene'])} | {_cell(row['source'])} | "
-            f"{gap_value['mean']:+.3f} ± {gap_value['sem']:.3f} | {'✓' if gap_value['clear'] else '✗'} |")
-    if summary.get("not_measured"):
-        lines += ["", "Not measured (no fidelity metric reads them back from an output): "
-                  + ", ".join(summary["not_measured"]) + "."]
-    if "recombination" in summary:
-        r = summary["recombination"]
-        a, b = r["a"], r["b"]
-
-        def arrow(side: dict) -> str:
-            return "↑" if side["higher_is_better"] else "↓"
-
-        lines += [
-            "", f"## Recombination: {a['condition']} of A + {b['condition']} of B", "",
-            "| | vs A | vs B |", "|---|---|---|",
-            f"| {a['condition']} {a['metric']} {arrow(a)} | {_cell(r['a_vs_a'])} | {_cell(r['a_vs_b'])} |",
-            f"| {b['condition']} {b['metric']} {arrow(b)} | {_cell(r['b_vs_a'])} | {_cell(r['b_vs_b'])} |",
-            "",
-            f"The {a['condition']} is closer to A's in {r['a_closer_to_a']:.0%} of pairs "
-            f"({'clear' if r['follows_a']['clear'] else 'not clear'}); the {b['condition']} closer to B's in "
-            f"{r['b_closer_to_b']:.0%} ({'clear' if r['follows_b']['clear'] else 'not clear'}).",
-        ]
     if "editing" in summary:
         e = summary["editing"]
         lines += ["", "## Region editing (all conditions; the box of the first object, or the central quarter, regenerated)", "",
@@ -298,6 +281,45 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         lines += ["", "## Samples", "", "Rows: the sources, what was read from them, then the outputs of each run "
                   "(the same noise in every row).", "", f"![samples]({grid_file})"]
     return "\n".join(lines) + "\n"
+
+
+def _fidelity_lines(summary: dict) -> list[str]:
+    lines = ["## Each condition", "",
+             "| condition | metric | alone | all | unconditional | other scene | source | gap vs unconditional | clear |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in summary["fidelity"]:
+        arrow = "↑" if row["higher_is_better"] else "↓"
+        name = row["metric"].split("/")[1]
+        gap_value = row["gap_vs_unconditional"]
+        lines.append(
+            f"| {row['condition']} | {name} {arrow} | {_cell(row['alone'])} | {_cell(row['all'])} | "
+            f"{_cell(row['unconditional'])} | {_cell(row['other_scene'])} | {_cell(row['source'])} | "
+            f"{gap_value['mean']:+.3f} ± {gap_value['sem']:.3f} | {'✓' if gap_value['clear'] else '✗'} |")
+    if summary.get("not_measured"):
+        lines += ["", "Not measured (no fidelity metric reads them back from an output): "
+                  + ", ".join(summary["not_measured"]) + "."]
+    return lines
+
+
+def _recombination_lines(summary: dict) -> list[str]:
+    if "recombination" not in summary:
+        return []
+    r = summary["recombination"]
+    a, b = r["a"], r["b"]
+
+    def arrow(side: dict) -> str:
+        return "↑" if side["higher_is_better"] else "↓"
+
+    return [
+        "", f"## Recombination: {a['condition']} of A + {b['condition']} of B", "",
+        "| | vs A | vs B |", "|---|---|---|",
+        f"| {a['condition']} {a['metric']} {arrow(a)} | {_cell(r['a_vs_a'])} | {_cell(r['a_vs_b'])} |",
+        f"| {b['condition']} {b['metric']} {arrow(b)} | {_cell(r['b_vs_a'])} | {_cell(r['b_vs_b'])} |",
+        "",
+        f"The {a['condition']} is closer to A's in {r['a_closer_to_a']:.0%} of pairs "
+        f"({'clear' if r['follows_a']['clear'] else 'not clear'}); the {b['condition']} closer to B's in "
+        f"{r['b_closer_to_b']:.0%} ({'clear' if r['follows_b']['clear'] else 'not clear'}).",
+    ]
 
 
 REPORT_FILES = ("report.json", "report.md", "grid.png", "guidance.png")

@@ -240,26 +240,46 @@ class Evaluation:
         with torch.no_grad():
             inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch, generator=generator)
         images = batch.images.float().cpu()
+        truth = self._truth(batch, inputs, images)
+        for name, values in condition_fidelity(truth.reading, truth).items():
+            collected.source[name].append(values)
+        shown = min(self.settings.grid_count, count) if index == 0 else 0
+        if shown:
+            result.grid.update(representation_rows(truth, shown))
+        readings = self._condition_runs(inputs, truth, batch=count, size=size, index=index, shown=shown,
+                                        collected=collected, result=result, progress=progress)
+        result.images.setdefault("sources", []).append(images)
+        result.captions.extend(batch.captions)
+        if index == 0:
+            self._sweep(inputs, truth, batch=count, size=size, result=result, progress=progress)
+        self._from_captions(inputs, batch, readings, index=index, collected=collected, result=result, shown=shown,
+                            progress=progress)
+        if self.recombination is not None:
+            self._recombine(inputs, truth, batch=count, size=size, index=index, shown=shown, collected=collected,
+                            result=result, progress=progress)
+        self._edit(inputs, batch, truth.objects, index=index, shown=shown, collected=collected, result=result,
+                   progress=progress)
+
+    def _truth(self, batch: Batch, inputs: dict, images: torch.Tensor) -> Truth:
+        """What the batch's sources ask for: their reading, the dataset's depth and objects where it
+        has them, the pixels an edit-mask condition showed, and the background the caption names."""
         reading = self.reader(images)
         objects = None
         if batch.masks is not None:
             objects = Objects.from_scenes(batch.masks, batch.box_valid, batch.phrases)
-        kept = self._kept(inputs)
         depth = batch.depth.float().cpu() if batch.depth is not None else reading.depth
         background = named_background(batch.captions) if objects is not None else None
-        truth = Truth(reading, depth, objects, kept, background)
-        for name, values in condition_fidelity(reading, truth).items():
-            collected.source[name].append(values)
+        return Truth(reading, depth, objects, self._kept(inputs), background)
 
-        shown = min(self.settings.grid_count, count) if index == 0 else 0
-        if shown:
-            result.grid.update(representation_rows(truth, shown))
-        readings = {"source": reading}
+    def _condition_runs(self, inputs: dict, truth: Truth, *, batch: int, size: tuple[int, int], index: int,
+                        shown: int, collected: _Collected, result: EvaluationResult, progress: tqdm) -> dict:
+        """Each condition alone, all, none: measured against their source and against another one."""
+        readings = {"source": truth.reading}
         for run in self.runs():
             progress.set_postfix(run=run)
             conditions = [] if run == UNCONDITIONAL else "all" if run == ALL else [run]
             guidance = self.settings.guidance_all if run == ALL else None
-            output = self._generate(inputs, conditions, batch=count, size=size, index=index, guidance=guidance)
+            output = self._generate(inputs, conditions, batch=batch, size=size, index=index, guidance=guidance)
             read = self.reader(output)
             readings[run] = read
             for name, values in condition_fidelity(read, truth).items():
@@ -270,39 +290,38 @@ class Evaluation:
             if shown:
                 result.grid[run] = output[:shown]
             result.images.setdefault(run, []).append(output)
-        result.images.setdefault("sources", []).append(images)
-        result.captions.extend(batch.captions)
-        if index == 0:
-            self._sweep(inputs, truth, batch=count, size=size, result=result, progress=progress)
+        return readings
 
-        self._from_captions(inputs, batch, readings, index=index, collected=collected, result=result, shown=shown,
-                            progress=progress)
+    def _recombine(self, inputs: dict, truth: Truth, *, batch: int, size: tuple[int, int], index: int, shown: int,
+                   collected: _Collected, result: EvaluationResult, progress: tqdm) -> None:
+        """A local condition of A (this source) + a global one of B (the previous source in the batch)."""
+        (local, local_metric), (global_, global_metric) = self.recombination
+        mixed = dict(inputs)
+        mixed[global_] = inputs[global_].roll(1, 0)
+        progress.set_postfix(run="recombination")
+        output = self._generate(mixed, [local, global_], batch=batch, size=size, index=index)
+        read = self.reader(output)
+        # B's side is read against B's reading only: measures that need ground truth (objects,
+        # depth) are not taken for it.
+        against_a = condition_fidelity(read, truth)
+        against_b = condition_fidelity(read, Truth(truth.reading.roll(1)))
+        if local_metric in against_b and global_metric in against_b:
+            collected.recombination["a_vs_a"].append(against_a[local_metric])
+            collected.recombination["a_vs_b"].append(against_b[local_metric])
+            collected.recombination["b_vs_a"].append(against_a[global_metric])
+            collected.recombination["b_vs_b"].append(against_b[global_metric])
+        if shown:
+            result.grid[f"{local} A + {global_} B"] = output[:shown]
 
-        if self.recombination is not None:
-            # A local condition of A (this source) + a global one of B (the previous source in the batch).
-            (local, local_metric), (global_, global_metric) = self.recombination
-            mixed = dict(inputs)
-            mixed[global_] = inputs[global_].roll(1, 0)
-            progress.set_postfix(run="recombination")
-            output = self._generate(mixed, [local, global_], batch=count, size=size, index=index)
-            read = self.reader(output)
-            # B's side is read against B's reading only: measures that need ground truth (objects,
-            # depth) are not taken for it.
-            against_a = condition_fidelity(read, truth)
-            against_b = condition_fidelity(read, Truth(reading.roll(1)))
-            if local_metric in against_b and global_metric in against_b:
-                collected.recombination["a_vs_a"].append(against_a[local_metric])
-                collected.recombination["a_vs_b"].append(against_b[local_metric])
-                collected.recombination["b_vs_a"].append(against_a[global_metric])
-                collected.recombination["b_vs_b"].append(against_b[global_metric])
-            if shown:
-                result.grid[f"{local} A + {global_} B"] = output[:shown]
-
-        # Region editing with every condition: only the mask's inside may change.
+    def _edit(self, inputs: dict, batch: Batch, objects: Objects | None, *, index: int, shown: int,
+              collected: _Collected, result: EvaluationResult, progress: tqdm) -> None:
+        """Region editing with every condition: only the mask's inside may change."""
+        count, size = len(batch), tuple(batch.images.shape[-2:])
+        images = batch.images.float().cpu()
         mask = edit_masks(objects, count, size)
         progress.set_postfix(run="edit")
         output = self._generate(inputs, "all", batch=count, size=size, index=index, edit_image=batch.images,
-                                edit_mask=mask.to(pipe.device), guidance=self.settings.guidance_all)
+                                edit_mask=mask.to(self.pipe.device), guidance=self.settings.guidance_all)
         collected.editing["max_change_outside"].append(max_change_outside(output, images, mask))
         inside = ((output - images).abs() * mask).flatten(1).sum(1) / (3 * mask.flatten(1).sum(1)).clamp_min(1)
         collected.editing["mean_change_inside"].append(inside)

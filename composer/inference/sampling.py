@@ -75,6 +75,26 @@ class KnownRegion:
     noise: torch.Tensor  # [B, C, h, w], fixed for the whole run
 
 
+def guided_prediction(model, sample: torch.Tensor, timestep: torch.Tensor, both: ConditionOutputs, *,
+                      guidance: float, scheduler) -> torch.Tensor:
+    """`w * eps(x_t, c2) + (1 - w) * eps(x_t, c1)` for `sample [B, C, h, w]`, both branches in one
+    forward (`both`: c2's conditions, then c1's)."""
+    batch = sample.shape[0]
+    if guidance == 1:  # w = 1 is eps(c2) alone: the c1 branch would be weighted 0, so it is not run
+        scaled = scheduler.scale_model_input(sample, timestep)
+        return model.denoise(scaled, timestep.expand(batch), first_half(both, batch)).float()
+    doubled = scheduler.scale_model_input(torch.cat([sample, sample]), timestep)
+    with_c2, with_c1 = model.denoise(doubled, timestep.expand(2 * batch), both).float().chunk(2)
+    return guide(with_c2, with_c1, guidance)
+
+
+def impose_known(known: KnownRegion, sample: torch.Tensor, following: torch.Tensor | None, scheduler) -> torch.Tensor:
+    """The known region of the source, noised to the next step's level (`following`; None after the
+    last step: the source itself), in place of the sample's."""
+    source = known.x0 if following is None else scheduler.add_noise(known.x0, known.noise, following.reshape(1))
+    return known.keep * source + (1 - known.keep) * sample
+
+
 @torch.no_grad()
 def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, torch.Tensor],
                   keep_c1: Mapping[str, torch.Tensor], *, size: tuple[int, int], guidance: float = 3.0,
@@ -125,18 +145,11 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
         both = early if index < switch else late
         if index < energy_steps:  # LMD's energy guidance on the branch that holds the boxes
             sample = guide_by_box_energy(model, sample, timestep, first_half(both, batch), energy, scheduler=scheduler)
-        if guidance == 1:  # w = 1 is eps(c2) alone: the c1 branch would be weighted 0, so it is not run
-            scaled = scheduler.scale_model_input(sample, timestep)
-            guided = model.denoise(scaled, timestep.expand(batch), first_half(both, batch)).float()
-        else:
-            doubled = scheduler.scale_model_input(torch.cat([sample, sample]), timestep)
-            with_c2, with_c1 = model.denoise(doubled, timestep.expand(2 * batch), both).float().chunk(2)
-            guided = guide(with_c2, with_c1, guidance)
+        guided = guided_prediction(model, sample, timestep, both, guidance=guidance, scheduler=scheduler)
         sample = scheduler.step(guided, timestep, sample, **step_kwargs).prev_sample
         if known is not None:
-            following = timesteps[index + 1] if index + 1 < len(timesteps) else None
-            source = known.x0 if following is None else scheduler.add_noise(known.x0, known.noise, following.reshape(1))
-            sample = known.keep * source + (1 - known.keep) * sample
+            sample = impose_known(known, sample, timesteps[index + 1] if index + 1 < len(timesteps) else None,
+                                  scheduler)
         if callback is not None:
             callback(index, timestep, sample)
     return model.decode(sample) if decode else sample
