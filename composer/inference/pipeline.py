@@ -191,6 +191,25 @@ def input_batch(inputs: Mapping[str, object]) -> int:
     return next(iter(sizes.values()), 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    """How one `ComposerPipeline` call samples: its arguments of the same names, checked."""
+
+    conditions: Sequence[str] | str = "all"
+    negative: tuple[str, ...] = ()
+    guidance: float = 3.0
+    strength: Mapping[str, float] | None = None
+    grounding_fraction: float | None = None
+    box_energy: BoxEnergy | None = None
+    use_prior: bool = False
+    num_inference_steps: int = 50
+    generator: torch.Generator | None = None
+    latents: torch.Tensor | None = None
+    progress: bool = True
+    callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+    precision: str = "fp32"
+
+
 class ComposerPipeline(DiffusionPipeline):
     """A diffusers pipeline around a `ComposerModel` and any diffusers scheduler.
 
@@ -453,23 +472,24 @@ class ComposerPipeline(DiffusionPipeline):
                           edit_context=edit_context, precision=precision)
         if (edit_image is None) != (edit_mask is None):
             raise ValueError("region editing needs both edit_image and edit_mask")
-        settings = dict(conditions=conditions, negative=negative, guidance=guidance, strength=strength,
-                        grounding_fraction=grounding_fraction, box_energy=box_energy, use_prior=use_prior,
-                        num_inference_steps=num_inference_steps, generator=generator, latents=latents, progress=progress,
-                        callback_on_step_end=callback_on_step_end, precision=precision)
+        settings = SamplingSettings(conditions=conditions, negative=tuple(negative), guidance=guidance,
+                                    strength=strength, grounding_fraction=grounding_fraction, box_energy=box_energy,
+                                    use_prior=use_prior, num_inference_steps=num_inference_steps, generator=generator,
+                                    latents=latents, progress=progress, callback_on_step_end=callback_on_step_end,
+                                    precision=precision)
         if edit_image is not None:
-            result = self._edit(inputs, images, captions, layout, edit_image=edit_image, edit_mask=edit_mask,
-                                context=edit_context, settings=settings)
+            result = self._edit(inputs, images, captions, layout, settings, edit_image=edit_image, edit_mask=edit_mask,
+                                context=edit_context)
         else:
-            result = self._generate(inputs, images, captions, layout, size=size, batch_size=batch_size, **settings)
+            result = self._generate(inputs, images, captions, layout, settings, size=size, batch_size=batch_size)
         # 5. post-process: a NaN would be written as a black image, exit 0
         if not torch.isfinite(result).all():
             raise FloatingPointError(f"sampling produced non-finite pixels (guidance={guidance}, strength={strength}): "
                                      "lower the guidance or strengths")
         return ImagePipelineOutput(images=self._output(result, output_type))
 
-    def _edit(self, inputs, images, captions, layout, *, edit_image: torch.Tensor, edit_mask: torch.Tensor,
-              context: float, settings: dict) -> torch.Tensor:
+    def _edit(self, inputs, images, captions, layout, settings: SamplingSettings, *, edit_image: torch.Tensor,
+              edit_mask: torch.Tensor, context: float) -> torch.Tensor:
         """Region editing at the image's own size: each image's window around its mask is generated
         at the model's size, scaled back and pasted inside the mask (`composer.inference.region`)."""
         check_images(edit_image)
@@ -489,8 +509,8 @@ class ComposerPipeline(DiffusionPipeline):
                     cropped[id(batch)] = crops(batch)
             per_condition = {name: cropped.get(id(batch), batch) for name, batch in originals.items()}
             images = per_condition[""] if isinstance(images, torch.Tensor) else per_condition
-        generated = self._generate(inputs, images, captions, layout, size=None, batch_size=None,
-                                   known=(cropped[id(edit_image)], crops(mask, mask=True)), **settings)
+        generated = self._generate(inputs, images, captions, layout, settings, size=None, batch_size=None,
+                                   known=(cropped[id(edit_image)], crops(mask, mask=True)))
         original = edit_image.to(generated.device, generated.dtype)
         return torch.stack([paste(image, output, window, item) for image, output, window, item
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
@@ -517,12 +537,11 @@ class ComposerPipeline(DiffusionPipeline):
                 images = {**(images or {}), name: image_batch(value, self.image_size)}
         return images, captions
 
-    def _generate(self, inputs, images, captions, layout, *, conditions, negative, guidance, strength,
-                  grounding_fraction, box_energy, use_prior, num_inference_steps, generator, latents, progress,
-                  callback_on_step_end, size, batch_size, precision: str = "fp32",
+    def _generate(self, inputs, images, captions, layout, settings: SamplingSettings, *, size, batch_size,
                   known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Images `[B, 3, H, W]` in [0, 1] at the model's (or the given) size; with `known =
         (image, mask)` at that size, pixels outside the mask are the image's."""
+        generator, conditions = settings.generator, settings.conditions
         # 2. prepare conditions
         all_inputs: dict[str, object] = dict(inputs or {})
         reference = known[0] if known is not None else None
@@ -535,7 +554,7 @@ class ComposerPipeline(DiffusionPipeline):
         batch = batch_size or (reference.shape[0] if reference is not None else input_batch(all_inputs))
         if layout is not None:
             all_inputs.update(self.layout_inputs(layout, batch))
-        if use_prior:
+        if settings.use_prior:
             predicted = self.prior_inputs(all_inputs)
             given = sorted(set(predicted) & set(all_inputs))
             if given:
@@ -556,12 +575,13 @@ class ComposerPipeline(DiffusionPipeline):
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
 
         # 4. denoise
-        with denoising_precision(precision, self.device, self.dtype):
+        with denoising_precision(settings.precision, self.device, self.dtype):
             images_out = guided_sample(
-                self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(negative), batch),
-                size=size, guidance=guidance, steps=num_inference_steps, generator=generator, progress=progress,
-                strength=strength, scheduler=self.scheduler, latents=latents, grounding_fraction=grounding_fraction,
-                known=region, callback=callback_on_step_end, energy=box_energy,
+                self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(settings.negative), batch),
+                size=size, guidance=settings.guidance, steps=settings.num_inference_steps, generator=generator,
+                progress=settings.progress, strength=settings.strength, scheduler=self.scheduler,
+                latents=settings.latents, grounding_fraction=settings.grounding_fraction, known=region,
+                callback=settings.callback_on_step_end, energy=settings.box_energy,
             ).to(self.dtype)
         if known is not None:  # outside the mask, exactly the input
             images_out = mask * images_out + (1 - mask) * edit_image
