@@ -65,3 +65,14 @@ def test_a_model_folder_without_its_conditions_cannot_decompose(trained, tmp_pat
     (tmp_path / "model" / "conditions.yaml").unlink()
     with pytest.raises(ValueError, match="no conditions.yaml"):
         ComposerPipeline.from_pretrained(tmp_path / "model")
+
+
+def test_one_image_for_two_conditions_is_decomposed_once(pipe, photos):
+    rgba, _ = photos
+    calls = []
+    handle = pipe.decomposer.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        _call(pipe, sketch=rgba, color=rgba, caption="a red star")
+    finally:
+        handle.remove()
+    assert len(calls) == 1

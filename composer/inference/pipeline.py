@@ -523,8 +523,15 @@ class ComposerPipeline(DiffusionPipeline):
             raise TypeError(f"unexpected arguments {unknown}: neither pipeline arguments nor conditions of this model "
                             f"({self.condition_names})")
         captions = [captions] if isinstance(captions, str) else captions
-        images = {name: image_batch(value, self.image_size) for name, value in images.items()} \
-            if isinstance(images, Mapping) else (None if images is None else image_batch(images, self.image_size))
+        converted: dict[int, torch.Tensor] = {}
+
+        def batch_of(value) -> torch.Tensor:  # the same image for two conditions: one batch, decomposed once
+            if id(value) not in converted:
+                converted[id(value)] = image_batch(value, self.image_size)
+            return converted[id(value)]
+
+        images = {name: batch_of(value) for name, value in images.items()} \
+            if isinstance(images, Mapping) else (None if images is None else batch_of(images))
         if per_condition and images is not None and not isinstance(images, Mapping):
             raise ValueError("images= is one batch for every condition: give the per-condition images in it as "
                              "images={condition: image}, or all of them by name")
@@ -534,7 +541,7 @@ class ComposerPipeline(DiffusionPipeline):
                     raise ValueError(f"both captions= and {name}= were given: give one")
                 captions = [value] if isinstance(value, str) else list(value)
             else:
-                images = {**(images or {}), name: image_batch(value, self.image_size)}
+                images = {**(images or {}), name: batch_of(value)}
         return images, captions
 
     def _generate(self, inputs, images, captions, layout, settings: SamplingSettings, *, size, batch_size,
