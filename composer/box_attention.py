@@ -66,7 +66,21 @@ def set_token_boxes(unet: torch.nn.Module, boxes: torch.Tensor | None, image_sha
 
 
 def mask_attention_by_boxes(unet: torch.nn.Module) -> None:
-    """Turns every gated self-attention of `unet` box-masked, in place (same parameters, same state dict)."""
-    for module in unet.modules():
-        if isinstance(module, GatedSelfAttentionDense):
-            module.__class__ = BoxMaskedGatedSelfAttention
+    """Replaces every gated self-attention of `unet` by a box-masked one holding the same weights
+    (so the state dict keeps its keys). The global random state is left as it was, so the modules
+    built after this one initialise as they would without it."""
+    for parent in list(unet.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, GatedSelfAttentionDense) and not isinstance(child, BoxMaskedGatedSelfAttention):
+                setattr(parent, name, box_masked(child))
+
+
+def box_masked(fuser: GatedSelfAttentionDense) -> BoxMaskedGatedSelfAttention:
+    attention = fuser.attn
+    with torch.random.fork_rng(devices=[]):  # the new module's throwaway initialisation draws nothing
+        masked = BoxMaskedGatedSelfAttention(attention.query_dim, fuser.linear.in_features, attention.heads,
+                                             attention.inner_dim // attention.heads)
+    masked.load_state_dict(fuser.state_dict())
+    masked.enabled = fuser.enabled
+    first = next(fuser.parameters())
+    return masked.to(device=first.device, dtype=first.dtype)

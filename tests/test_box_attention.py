@@ -6,6 +6,7 @@ from diffusers.models.attention import GatedSelfAttentionDense
 
 from composer.box_attention import (
     BoxMaskedGatedSelfAttention,
+    box_masked,
     mask_attention_by_boxes,
     set_token_boxes,
 )
@@ -23,8 +24,7 @@ def _layer(seed=0):
 
 
 def test_a_grounding_token_changes_only_the_visual_tokens_inside_its_box():
-    layer = _layer()
-    mask_attention_by_boxes(layer)
+    layer = box_masked(_layer())
     assert isinstance(layer, BoxMaskedGatedSelfAttention)
     x = torch.randn(1, 16, 16)  # a 4 x 4 grid of visual tokens
     boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]]])  # a global token, an object top-left
@@ -41,13 +41,19 @@ def test_a_grounding_token_changes_only_the_visual_tokens_inside_its_box():
     assert unmasked[~inside].min() > 0  # without the mask the token reaches every visual token
 
 
-def test_box_attention_keeps_the_parameters_and_needs_its_boxes():
-    layer = _layer(1)
-    names = sorted(layer.state_dict())
-    mask_attention_by_boxes(layer)
-    assert sorted(layer.state_dict()) == names
+def test_box_attention_keeps_the_parameters_and_the_random_state_and_needs_its_boxes():
+    holder = torch.nn.ModuleDict({"fuser": _layer(1)})
+    state = {key: value.clone() for key, value in holder.state_dict().items()}
+    torch.manual_seed(5)
+    mask_attention_by_boxes(holder)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))  # replacing the fuser drew no random numbers
+    assert isinstance(holder["fuser"], BoxMaskedGatedSelfAttention) and type(_layer()) is GatedSelfAttentionDense
+    assert holder.state_dict().keys() == state.keys()
+    assert all(torch.equal(holder.state_dict()[key], value) for key, value in state.items())
     with pytest.raises(RuntimeError, match="set_token_boxes"):
-        layer(torch.randn(1, 4, 16), torch.randn(1, 1, 8))
+        holder["fuser"](torch.randn(1, 4, 16), torch.randn(1, 1, 8))
 
 
 def test_a_model_with_box_attention_trains_samples_and_starts_as_its_base():
