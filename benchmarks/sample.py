@@ -35,8 +35,10 @@ def main() -> None:
     from composer.commands import instantiate_extractors
     from composer.data import Collate
     from composer.inference.box_energy import BoxEnergy
+    from composer.inference.hooks import guide
+    from composer.inference.outputs import concat_outputs
     from composer.inference.pipeline import PRECISIONS, denoising_precision, resolve_precision
-    from composer.inference.sampling import concat_outputs, guide, guided_sample
+    from composer.inference.sampling import guided_sample
     from composer.inputs import Conditioning
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

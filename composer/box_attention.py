@@ -15,7 +15,7 @@ import math
 import torch
 from diffusers.models.attention import GatedSelfAttentionDense
 
-from conditions.grounding_encoder import box_coverage
+from conditions import box_coverage
 
 
 class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from conditions import ConditionSpec, GroundingInput, TextInput
-from decompose import DatasetCaptions, Decomposer, Decomposition, Extractor, Instances, TextEncoder
+from conditions import ConditionKind, ConditionSpec, kind_of
+from decompose import DatasetCaptions, Decomposer, Decomposition, Extractor, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -63,26 +64,28 @@ def _trainable(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return tensor.clone() if tensor is not None and tensor.is_inference() else tensor
 
 
+def _trainable_fields(value):
+    """A tensor, or a dataclass of tensors (`TextInput`, ...), with inference tensors cloned."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{field.name: _trainable(getattr(value, field.name))
+                                             for field in dataclasses.fields(value)})
+    return _trainable(value)
+
+
 def condition_inputs(parts: Decomposition, sources: Sequence[ConditionSource], *, boxes: torch.Tensor | None = None,
                      box_valid: torch.Tensor | None = None, phrase_embeddings: torch.Tensor | None = None
                      ) -> dict[str, object]:
-    """`{condition name: input}` for the conditions whose representation is present."""
+    """`{condition name: input}` for the conditions whose representation is present (a layout
+    condition's: the boxes and embedded phrases), each made by its kind (`ConditionKind.input_from`)."""
     inputs: dict[str, object] = {}
     for source in sources:
-        kind, name = source.spec.kind, source.spec.name
-        if kind == "grounding":
+        name = source.spec.name
+        if source.spec.source == "layout":
             if boxes is not None and phrase_embeddings is not None:
-                inputs[name] = GroundingInput(_trainable(boxes), _trainable(phrase_embeddings), _trainable(box_valid))
-            continue
-        if source.representation not in parts:
-            continue
-        value = parts[source.representation]
-        if kind == "text":
-            inputs[name] = TextInput(_trainable(value.sentence), _trainable(value.words), _trainable(value.mask))
-        elif isinstance(value, Instances):  # instance masks enter the model as one label map
-            inputs[name] = _trainable(value.label_map())
-        else:
-            inputs[name] = _trainable(value)
+                inputs[name] = source.spec.condition_kind.input_from_layout(
+                    _trainable(boxes), _trainable(phrase_embeddings), _trainable(box_valid))
+        elif source.representation in parts:
+            inputs[name] = _trainable_fields(source.spec.condition_kind.input_from(parts[source.representation]))
     return inputs
 
 
@@ -90,7 +93,7 @@ def wanted_samples(sources: Sequence[ConditionSource], keep: Mapping[str, torch.
     """`{representation: [B] bool}`: the samples for which some condition fed by it is kept."""
     wanted: dict[str, torch.Tensor] = {}
     for source in sources:
-        if source.spec.kind != "grounding" and source.spec.name in keep:
+        if source.spec.source != "layout" and source.spec.name in keep:
             kept = keep[source.spec.name].bool()
             wanted[source.representation] = wanted[source.representation] | kept if source.representation in wanted else kept
     return wanted
@@ -130,7 +133,7 @@ class Conditioning:
         """From `cfg.condition` (name -> settings) and its extractors, already built. `specs` (a
         trained model's) replace the sizes the extractors give, for conditions left without one."""
         text = next((extractor for extractor in extractors if isinstance(extractor, TextEncoder)), None)
-        if text is None and any(settings["kind"] == "grounding" for settings in conditions.values()):
+        if text is None and any(_kind(name, settings).source == "layout" for name, settings in conditions.items()):
             raise ValueError("the grounding condition needs a text encoder (the caption condition's) for its phrases")
         sources = sources_from_config(conditions, extractors) if specs is None else [
             ConditionSource(specs[name], settings.get("representation", name)) for name, settings in conditions.items()]
@@ -140,6 +143,13 @@ class Conditioning:
                keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, object]:
         """Condition inputs of a collated `composer.data.Batch` (see `batch_inputs`)."""
         return batch_inputs(self.decomposer, self.sources, self.phrase_encoder, batch, generator=generator, keep=keep)
+
+
+def _kind(name: str, settings: Mapping) -> ConditionKind:
+    try:
+        return kind_of(settings["kind"])
+    except ValueError as error:
+        raise ValueError(f"condition {name!r}: {error}") from None
 
 
 def sources_from_config(conditions: Mapping[str, Mapping], extractors: Sequence[Extractor] = ()
@@ -156,7 +166,7 @@ def sources_from_config(conditions: Mapping[str, Mapping], extractors: Sequence[
     sources = []
     for name, settings in conditions.items():
         kind, representation = settings["kind"], settings.get("representation", name)
-        extractor = text if kind == "grounding" else by_representation.get(representation)
+        extractor = text if _kind(name, settings).source == "layout" else by_representation.get(representation)
         measured = extractor.condition_size() if extractor is not None else {}
         declared = {key: int(settings[key]) for key in ("dim", "channels") if settings.get(key) is not None}
         for key, value in declared.items():

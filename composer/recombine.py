@@ -124,7 +124,7 @@ def run(cfg: DictConfig) -> Path:
     unknown = [name for name in [*paths, *strength] if name not in pipe.condition_names]
     if unknown:
         raise ValueError(f"this model has no condition {unknown}; it has {pipe.condition_names}")
-    from_images = [s.spec.name for s in pipe.sources if s.spec.kind in ("local", "global")]
+    from_images = [s.spec.name for s in pipe.sources if s.spec.source == "image"]
     textual = [name for name in paths if name not in from_images]
     if textual:
         raise ValueError(f"{textual} do not come from an image; conditions that do: {from_images}")
@@ -139,8 +139,8 @@ def run(cfg: DictConfig) -> Path:
     captions = [caption] * cfg.batch if caption else None
     if cfg.prior.use and not caption:
         raise ValueError("prior.use=true maps the caption to an image embedding: give caption= (or prompt=)")
-    conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.kind == "text" and caption] + \
-        [s.spec.name for s in pipe.sources if s.spec.kind == "grounding" and layout]
+    conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.source == "caption" and caption] + \
+        [s.spec.name for s in pipe.sources if s.spec.source == "layout" and layout]
     if not conditions:
         raise ValueError("give at least one condition: an image for " + ", ".join(from_images) + ", a caption or a layout")
     inputs = pipe.decompose(images, captions, layout=layout, generator=generator) if images else {}

@@ -1,7 +1,9 @@
 """conditions: turns representations into model inputs (Composer, Huang et al. 2023, sec. 3.2;
 GLIGEN, Li et al. 2023). Never imports `composer` or `decompose`: it takes plain tensors.
 
-Four generic kinds of condition, each one encoder class:
+A condition is a `ConditionSpec` (name, kind, size); its kind is a registered `ConditionKind`
+(conditions/kinds.py), which owns its encoder and everything else that differs between kinds.
+Four kinds are built in, each beside its encoder:
 
 - text (the caption): sentence embedding -> timestep embedding; word embeddings -> the
   cross-attention context.
@@ -9,17 +11,38 @@ Four generic kinds of condition, each one encoder class:
 - local (sketch, depth, intensity, masked image, instances, ...): map -> conv stack -> summed,
   concatenated with z_t.
 - grounding (boxes + phrase embeddings): GLIGEN tokens.
+
+A kind of your own: subclass `ConditionKind`, decorate it with `@register_kind`, import its file
+before building or loading a model that names it.
 """
 
 from .conditioner import Conditioner, ConditionOutputs
 from .dropout import JointDropout
-from .global_encoder import GlobalEncoder
-from .grounding_encoder import GroundingEncoder, GroundingInput
-from .local_encoder import LocalEncoder
-from .spec import KINDS, ConditionSpec
-from .text_encoder import TextConditionEncoder, TextInput
+from .global_encoder import GlobalEncoder, GlobalKind
+from .grounding_encoder import (
+    GroundingEncoder,
+    GroundingInput,
+    GroundingKind,
+    box_coverage,
+    check_boxes,
+)
+from .interpolation import slerp
+from .kinds import (
+    WHOLE_IMAGE,
+    ConditionKind,
+    Contribution,
+    EncoderSizes,
+    kind_names,
+    kind_of,
+    register_kind,
+)
+from .local_encoder import LocalEncoder, LocalKind
+from .spec import ConditionSpec
+from .text_encoder import TextConditionEncoder, TextInput, TextKind
 
 __all__ = [
-    "KINDS", "ConditionOutputs", "ConditionSpec", "Conditioner", "GlobalEncoder", "GroundingEncoder",
-    "GroundingInput", "JointDropout", "LocalEncoder", "TextConditionEncoder", "TextInput",
+    "WHOLE_IMAGE", "ConditionKind", "ConditionOutputs", "ConditionSpec", "Conditioner", "Contribution", "EncoderSizes",
+    "GlobalEncoder", "GlobalKind", "GroundingEncoder", "GroundingInput", "GroundingKind", "JointDropout",
+    "LocalEncoder", "LocalKind", "TextConditionEncoder", "TextInput", "TextKind", "box_coverage", "check_boxes",
+    "kind_names", "kind_of", "register_kind", "slerp",
 ]

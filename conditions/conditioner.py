@@ -8,13 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .global_encoder import GlobalEncoder
-from .grounding_encoder import GroundingEncoder, GroundingInput
-from .local_encoder import LocalEncoder
+from .kinds import Contribution, EncoderSizes
 from .spec import ConditionSpec
-from .text_encoder import TextConditionEncoder, TextInput
-
-WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)  # the box of a token that may meet every visual token
 
 
 @dataclass
@@ -30,10 +25,11 @@ class ConditionOutputs:
 
 
 class Conditioner(nn.Module):
-    """Builds one encoder per `ConditionSpec` (generic per kind) and combines their outputs.
+    """Builds each condition's encoder (by its kind: `ConditionKind.build_encoder`) and combines
+    their contributions: times and local maps summed, tokens concatenated in condition order.
 
-    At most one text condition (the cross-attention context); without one, the context is a single
-    learned token.
+    At most one condition gives the cross-attention context (the caption); without one, the
+    context is a single learned token.
     """
 
     def __init__(self, specs: Sequence[ConditionSpec], time_dim: int, context_dim: int, local_width: int, *,
@@ -43,65 +39,36 @@ class Conditioner(nn.Module):
         names = [spec.name for spec in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"condition names must be unique, got {names}")
-        if sum(spec.kind == "text" for spec in specs) > 1:
-            raise ValueError("at most one text condition (the caption) is supported")
+        context_givers = [spec.name for spec in specs if spec.condition_kind.provides_context]
+        if len(context_givers) > 1:
+            raise ValueError(f"at most one condition may give the cross-attention context (the caption), got "
+                             f"{context_givers}")
         self.specs = {spec.name: spec for spec in specs}
-        self.encoders = nn.ModuleDict()
-        for spec in specs:
-            if spec.kind == "text":
-                self.encoders[spec.name] = TextConditionEncoder(spec.dim, time_dim, context_dim)
-            elif spec.kind == "global":
-                self.encoders[spec.name] = GlobalEncoder(spec.dim, time_dim, context_dim, global_tokens)
-            elif spec.kind == "local":
-                self.encoders[spec.name] = LocalEncoder(spec.channels, local_width, local_downsample, local_hidden,
-                                                           local_levels)
-            else:
-                self.encoders[spec.name] = GroundingEncoder(spec.dim, context_dim, max_objects, local_width)
+        self.sizes = EncoderSizes(time_dim, context_dim, local_width, local_downsample=local_downsample,
+                                  global_tokens=global_tokens, max_objects=max_objects, local_hidden=local_hidden,
+                                  local_levels=local_levels)
+        self.encoders = nn.ModuleDict({spec.name: spec.condition_kind.build_encoder(spec, self.sizes) for spec in specs})
         # Without a caption the context is one learned token; with one, no such parameter exists
         # (an unused parameter would stall DDP's gradient reduction).
-        has_text = any(spec.kind == "text" for spec in specs)
-        self.empty_context = None if has_text else nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
+        self.empty_context = None if context_givers else nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
         self.time_dim, self.context_dim, self.local_width = time_dim, context_dim, local_width
 
     @property
     def names(self) -> list[str]:
         return list(self.specs)
 
-    def _empty_input(self, spec: ConditionSpec, encoder: nn.Module, batch: int, size: tuple[int, int], *, device,
-                     dtype: torch.dtype):
-        """Stands in for an absent input (the condition is then dropped for every sample)."""
-        def zeros(*shape: int) -> torch.Tensor:
-            return torch.zeros(*shape, device=device, dtype=dtype)
-
-        if spec.kind == "text":
-            return TextInput(zeros(batch, spec.dim), zeros(batch, 1, spec.dim),
-                             torch.ones(batch, 1, dtype=torch.bool, device=device))
-        if spec.kind == "global":
-            return zeros(batch, spec.dim)
-        if spec.kind == "local":
-            factor = encoder.downsample
-            return zeros(batch, spec.channels, size[0] * factor, size[1] * factor)
-        return GroundingInput(zeros(batch, 1, 4), zeros(batch, 1, spec.dim),
-                              torch.zeros(batch, 1, dtype=torch.bool, device=device))
-
-    @staticmethod
-    def _encode(spec: ConditionSpec, encoder: nn.Module, value, keep: torch.Tensor, *, size: tuple[int, int]) -> dict:
-        """One condition's contributions: any of time, context (+ mask), tokens, local."""
-        if spec.kind == "text":
-            time, context, mask = encoder(value, keep)
-            return {"time": time, "context": context, "mask": mask}
-        if spec.kind == "global":
-            time, tokens = encoder(value, keep)
-            if tokens is None:
-                return {"time": time}
-            whole = tokens.new_tensor(WHOLE_IMAGE).expand(*tokens.shape[:2], 4)
-            return {"time": time, "tokens": tokens, "boxes": whole}
-        if spec.kind == "local":
-            return {"local": encoder(value, keep, size)}
-        tokens, local = encoder(value, keep, size)
-        kept = (value.valid & keep[:, None])[..., None]  # [B, N, 1]
-        boxes = torch.where(kept, value.boxes.to(tokens.dtype), tokens.new_tensor(WHOLE_IMAGE))
-        return {"tokens": tokens, "boxes": boxes, **({} if local is None else {"local": local})}
+    def _contribution(self, spec: ConditionSpec, value, keep: torch.Tensor | None, weight: float, *,
+                      batch: int, size: tuple[int, int], device, dtype: torch.dtype) -> Contribution:
+        """One condition's contribution; `value` None (absent) drops it for every sample."""
+        kind, encoder = spec.condition_kind, self.encoders[spec.name]
+        dropped_keep = torch.zeros(batch, dtype=torch.bool, device=device)
+        if value is None:
+            value, keep = kind.empty_input(spec, encoder, batch, size, device=device, dtype=dtype), None
+        keep = dropped_keep if keep is None or weight == 0 else keep
+        parts = kind.encode(encoder, value, keep, size=size)
+        if weight in (0.0, 1.0):
+            return parts
+        return parts.blend(kind.encode(encoder, value, dropped_keep, size=size), weight)
 
     def forward(self, inputs: Mapping[str, object], keep: Mapping[str, torch.Tensor], batch: int,
                 size: tuple[int, int], *, device: torch.device, dtype: torch.dtype,
@@ -120,33 +87,16 @@ class Conditioner(nn.Module):
         context, context_mask = None, None
         token_parts: list[torch.Tensor] = []
         box_parts: list[torch.Tensor] = []
-        dropped_keep = torch.zeros(batch, dtype=torch.bool, device=device)
         for name, spec in self.specs.items():
-            encoder = self.encoders[name]
-            value = inputs.get(name)
-            keep_name = keep.get(name) if value is not None else None
-            if value is None:
-                value = self._empty_input(spec, encoder, batch, size, device=device, dtype=dtype)
-            if keep_name is None:
-                keep_name = dropped_keep
-            weight = float(strength.get(name, 1.0))
-            parts = self._encode(spec, encoder, value, keep_name if weight != 0 else dropped_keep, size=size)
-            if weight not in (0.0, 1.0):
-                dropped = self._encode(spec, encoder, value, dropped_keep, size=size)
-                for key in parts:
-                    if key == "mask":
-                        parts[key] = parts[key] | dropped[key]  # attend to what either side has
-                    elif key == "boxes":
-                        continue  # where the tokens may attend: the kept side's boxes
-                    else:
-                        parts[key] = dropped[key] + weight * (parts[key] - dropped[key])
-            time = time + parts["time"] if "time" in parts else time
-            local = local + parts["local"] if "local" in parts else local
-            if "tokens" in parts:
-                token_parts.append(parts["tokens"])
-                box_parts.append(parts["boxes"])
-            if "context" in parts:
-                context, context_mask = parts["context"], parts["mask"]
+            parts = self._contribution(spec, inputs.get(name), keep.get(name), float(strength.get(name, 1.0)),
+                                       batch=batch, size=size, device=device, dtype=dtype)
+            time = time + parts.time if parts.time is not None else time
+            local = local + parts.local if parts.local is not None else local
+            if parts.tokens is not None:
+                token_parts.append(parts.tokens)
+                box_parts.append(parts.token_boxes)
+            if parts.context is not None:
+                context, context_mask = parts.context, parts.context_mask
         if context is None:
             context = self.empty_context.expand(batch, -1, -1).to(dtype)
             context_mask = torch.ones(batch, 1, dtype=torch.bool, device=device)

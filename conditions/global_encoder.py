@@ -11,6 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .interpolation import slerp
+from .kinds import WHOLE_IMAGE, ConditionKind, Contribution, EncoderSizes, register_kind
+from .spec import ConditionSpec
+
 
 class GlobalEncoder(nn.Module):
     """`vector [B, dim]` -> (`time [B, time_dim]`, `tokens [B, K, token_dim]`)."""
@@ -31,3 +35,27 @@ class GlobalEncoder(nn.Module):
         if self.to_tokens is not None:
             tokens = self.to_tokens(vector).view(vector.shape[0], self.num_tokens, self.token_dim)
         return time, tokens
+
+
+@register_kind
+class GlobalKind(ConditionKind):
+    """A vector (image embedding, color histogram, ...): into the timestep embedding and K tokens.
+    Each token may attend to the whole image (`WHOLE_IMAGE`)."""
+
+    name = "global"
+
+    def build_encoder(self, spec: ConditionSpec, sizes: EncoderSizes) -> nn.Module:
+        return GlobalEncoder(spec.dim, sizes.time_dim, sizes.context_dim, sizes.global_tokens)
+
+    def empty_input(self, spec, encoder, batch, size, *, device, dtype) -> torch.Tensor:
+        return torch.zeros(batch, spec.dim, device=device, dtype=dtype)
+
+    def encode(self, encoder, value: torch.Tensor, keep, *, size) -> Contribution:
+        time, tokens = encoder(value, keep)
+        if tokens is None:
+            return Contribution(time=time)
+        whole = tokens.new_tensor(WHOLE_IMAGE).expand(*tokens.shape[:2], 4)
+        return Contribution(time=time, tokens=tokens, token_boxes=whole)
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+        return slerp(a, b, t)  # embeddings live on a sphere (unCLIP's interpolation)

@@ -18,6 +18,9 @@ import torch
 from diffusers.models.embeddings import GLIGENTextBoundingboxProjection
 from torch import nn
 
+from .kinds import WHOLE_IMAGE, ConditionKind, Contribution, EncoderSizes, register_kind
+from .spec import ConditionSpec
+
 
 @dataclass
 class GroundingInput:
@@ -75,3 +78,30 @@ def box_coverage(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     columns = (x0 * width < xs + 1) & (x1 * width > xs)  # [B, N, w]
     rows = (y0 * height < ys + 1) & (y1 * height > ys)  # [B, N, h]
     return (rows.unsqueeze(-1) & columns.unsqueeze(-2)).float()
+
+
+@register_kind
+class GroundingKind(ConditionKind):
+    """Boxes and phrases (GLIGEN): grounding tokens, each attending inside its box while kept, and
+    the layout map. Its input comes from a layout, not from a decomposed representation."""
+
+    name = "grounding"
+    source = "layout"
+    spatial = True
+
+    def build_encoder(self, spec: ConditionSpec, sizes: EncoderSizes) -> nn.Module:
+        return GroundingEncoder(spec.dim, sizes.context_dim, sizes.max_objects, sizes.local_width)
+
+    def empty_input(self, spec, encoder, batch, size, *, device, dtype) -> GroundingInput:
+        return GroundingInput(torch.zeros(batch, 1, 4, device=device, dtype=dtype),
+                              torch.zeros(batch, 1, spec.dim, device=device, dtype=dtype),
+                              torch.zeros(batch, 1, dtype=torch.bool, device=device))
+
+    def input_from_layout(self, boxes, phrases, valid) -> GroundingInput:
+        return GroundingInput(boxes, phrases, valid)
+
+    def encode(self, encoder, value: GroundingInput, keep, *, size) -> Contribution:
+        tokens, local = encoder(value, keep, size)
+        kept = (value.valid & keep[:, None])[..., None]  # [B, N, 1]
+        boxes = torch.where(kept, value.boxes.to(tokens.dtype), tokens.new_tensor(WHOLE_IMAGE))
+        return Contribution(tokens=tokens, token_boxes=boxes, local=local)

@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kinds import ConditionKind, Contribution, EncoderSizes, register_kind
+from .spec import ConditionSpec
+
 
 class LocalEncoder(nn.Module):
     """`map [B, channels, H, W]` -> `[B, width, H / downsample, W / downsample]`.
@@ -56,3 +59,31 @@ class LocalEncoder(nn.Module):
         embedding = self.out(merged)  # [B, width, h, w]
         keep = keep.view(-1, 1, 1, 1).to(embedding.dtype)
         return embedding * keep + self.null[None] * (1 - keep)
+
+
+@register_kind
+class LocalKind(ConditionKind):
+    """A map (sketch, depth, instance labels, ...): a conv stack, summed with the other maps."""
+
+    name = "local"
+    spatial = True
+    size_field = "channels"
+
+    def build_encoder(self, spec: ConditionSpec, sizes: EncoderSizes) -> nn.Module:
+        return LocalEncoder(spec.channels, sizes.local_width, sizes.local_downsample, sizes.local_hidden,
+                            sizes.local_levels)
+
+    def empty_input(self, spec, encoder, batch, size, *, device, dtype) -> torch.Tensor:
+        factor = encoder.downsample
+        return torch.zeros(batch, spec.channels, size[0] * factor, size[1] * factor, device=device, dtype=dtype)
+
+    def encode(self, encoder, value: torch.Tensor, keep, *, size) -> Contribution:
+        return Contribution(local=encoder(value, keep, size))
+
+    def input_from(self, representation) -> torch.Tensor:
+        """A map `[B, C, H, W]`, or a representation that draws itself as one (`as_map()`, e.g.
+        instance masks as one label map)."""
+        return representation.as_map() if hasattr(representation, "as_map") else representation
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+        return torch.lerp(a.float(), b.float(), t)

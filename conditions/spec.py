@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-KINDS = ("text", "global", "local", "grounding")
+from .kinds import ConditionKind, kind_of
 
 
 @dataclass(frozen=True)
@@ -21,19 +21,28 @@ class ConditionSpec:
     channels: int = 0
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"condition {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "local" and self.channels < 1:
-            raise ValueError(f"local condition {self.name!r} needs channels >= 1, got {self.channels}")
-        if self.kind != "local" and self.dim < 1:
-            raise ValueError(f"{self.kind} condition {self.name!r} needs dim >= 1, got {self.dim}")
         if not self.name.isidentifier():
             raise ValueError(f"condition name {self.name!r} must be an identifier (it names modules and batch keys)")
+        try:
+            kind = kind_of(self.kind)
+        except ValueError as error:
+            raise ValueError(f"condition {self.name!r}: {error}") from None
+        kind.check(self)
+
+    @property
+    def condition_kind(self) -> ConditionKind:
+        """The registered `ConditionKind` this condition is (conditions/kinds.py)."""
+        return kind_of(self.kind)
 
     @property
     def spatial(self) -> bool:
         """Maps and boxes: the conditions joint dropout's `p_drop_local` drops together."""
-        return self.kind in ("local", "grounding")
+        return self.condition_kind.spatial
+
+    @property
+    def source(self) -> str:
+        """What a user gives for it: "image", "caption" or "layout" (`ConditionKind.source`)."""
+        return self.condition_kind.source
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,9 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .global_encoder import GlobalEncoder
+from .interpolation import slerp
+from .kinds import ConditionKind, Contribution, EncoderSizes, register_kind
+from .spec import ConditionSpec
 
 
 @dataclass
@@ -46,3 +50,37 @@ class TextConditionEncoder(nn.Module):
             first_only[:, 0] = True
             mask = torch.where(dropped[:, None], first_only, mask)
         return time, context, mask
+
+
+@register_kind
+class TextKind(ConditionKind):
+    """The caption: its sentence embedding joins the timestep embedding, its words are the context."""
+
+    name = "text"
+    source = "caption"
+    provides_context = True
+
+    def build_encoder(self, spec: ConditionSpec, sizes: EncoderSizes) -> nn.Module:
+        return TextConditionEncoder(spec.dim, sizes.time_dim, sizes.context_dim)
+
+    def empty_input(self, spec, encoder, batch, size, *, device, dtype) -> TextInput:
+        return TextInput(torch.zeros(batch, spec.dim, device=device, dtype=dtype),
+                         torch.zeros(batch, 1, spec.dim, device=device, dtype=dtype),
+                         torch.ones(batch, 1, dtype=torch.bool, device=device))
+
+    def encode(self, encoder, value: TextInput, keep, *, size) -> Contribution:
+        time, context, mask = encoder(value, keep)
+        return Contribution(time=time, context=context, context_mask=mask)
+
+    def input_from(self, representation) -> TextInput:
+        """A text embedding (`decompose.TextEmbedding`: the same three fields)."""
+        return TextInput(representation.sentence, representation.words, representation.mask)
+
+    def interpolate(self, a: TextInput, b: TextInput, t: float) -> TextInput:
+        """Slerp of the sentence embeddings, lerp of the words (the shorter caption padded)."""
+        length = max(a.words.shape[1], b.words.shape[1])
+        words_a = F.pad(a.words, (0, 0, 0, length - a.words.shape[1]))
+        words_b = F.pad(b.words, (0, 0, 0, length - b.words.shape[1]))
+        mask_a = F.pad(a.mask, (0, length - a.mask.shape[1]))
+        mask_b = F.pad(b.mask, (0, length - b.mask.shape[1]))
+        return TextInput(slerp(a.sentence, b.sentence, t), torch.lerp(words_a, words_b, t), mask_a | mask_b)

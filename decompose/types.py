@@ -65,6 +65,10 @@ class Instances:
         painted = (masks.float() * ids[None, :, None, None]).amax(1, keepdim=True)  # [B, 1, H, W]
         return painted / max(slots, 1)
 
+    def as_map(self) -> torch.Tensor:
+        """What a local condition reads (`conditions.LocalKind.input_from`): the label map."""
+        return self.label_map()
+
 
 class Decomposition:
     """The representations of one batch by name, in extraction order.

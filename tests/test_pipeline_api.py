@@ -76,3 +76,18 @@ def test_one_image_for_two_conditions_is_decomposed_once(pipe, photos):
     finally:
         handle.remove()
     assert len(calls) == 1
+
+
+def test_the_pipeline_runs_hooks_of_its_own_at_every_step(pipe, photos):
+    from composer.inference.hooks import SamplerHook
+
+    rgba, _ = photos
+    seen = []
+
+    class Recorder(SamplerHook):
+        def after_step(self, step):
+            seen.append((step.index, tuple(step.sample.shape)))
+
+    hooked = _call(pipe, sketch=rgba, hooks=[Recorder()])
+    assert [index for index, _ in seen] == [0, 1, 2]
+    assert torch.equal(hooked, _call(pipe, sketch=rgba))  # a hook that changes nothing changes nothing

@@ -6,11 +6,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.inference.manipulation import ddim_invert, interpolate, slerp
+from composer.inference.hooks import guide
+from composer.inference.manipulation import ddim_invert, interpolate
 from composer.inference.pipeline import SCHEDULERS, ComposerPipeline, load_model
-from composer.inference.sampling import guide, guided_sample
+from composer.inference.sampling import guided_sample
 from composer.model import ComposerModel, tiny_unet_config
-from conditions import ConditionSpec, GroundingInput, TextInput
+from conditions import ConditionSpec, GroundingInput, TextInput, slerp
 
 SPECS = [ConditionSpec("caption", "text", dim=384), ConditionSpec("sketch", "local", channels=1),
          ConditionSpec("color", "global", dim=5), ConditionSpec("grounding", "grounding", dim=6),
@@ -261,3 +262,44 @@ def test_the_step_callback_sees_every_step(model):
                   callback=lambda index, timestep, sample: seen.append((index, int(timestep), tuple(sample.shape))))
     assert [index for index, _, _ in seen] == [0, 1, 2] and all(shape == (2, 3, 16, 16) for *_, shape in seen)
     assert seen[0][1] > seen[1][1] > seen[2][1]  # from noise towards the image
+
+
+def test_sampler_hooks_run_in_order_and_may_replace_the_conditioning(model):
+    """The loop calls each hook before and after every step, the callback last; a hook that does
+    nothing changes nothing, and one that swaps in another conditioning is that conditioning."""
+    from composer.inference.hooks import SamplerHook
+    from composer.inference.outputs import concat_outputs
+
+    calls = []
+
+    class Recorder(SamplerHook):
+        def before_step(self, step):
+            calls.append(("before", step.index, step.following is None))
+
+        def after_step(self, step):
+            calls.append(("after", step.index, tuple(step.sample.shape)))
+
+    latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    keep, nothing = _keep(["caption", "sketch"]), _keep([])
+
+    def sample(**kwargs):
+        return guided_sample(model, _inputs(), keep, nothing, size=(16, 16), steps=2, latents=latents, decode=False,
+                             **kwargs)
+
+    plain = sample()
+    recorded = sample(extra_hooks=[Recorder()], callback=lambda index, *_: calls.append(("callback", index)))
+    assert torch.equal(plain, recorded)
+    assert calls == [("before", 0, False), ("after", 0, (2, 3, 16, 16)), ("callback", 0),
+                     ("before", 1, True), ("after", 1, (2, 3, 16, 16)), ("callback", 1)]
+
+    only_caption = concat_outputs(model.condition(_inputs(), _keep(["caption"]), 2, (16, 16)),
+                                  model.condition(_inputs(), nothing, 2, (16, 16)))
+
+    class CaptionOnly(SamplerHook):
+        def before_step(self, step):
+            step.conditioning = only_caption
+
+    swapped = sample(extra_hooks=[CaptionOnly()])
+    expected = guided_sample(model, _inputs(), _keep(["caption"]), nothing, size=(16, 16), steps=2, latents=latents,
+                             decode=False)
+    assert torch.equal(swapped, expected) and not torch.equal(swapped, plain)

@@ -122,11 +122,11 @@ def recombination_pair(pipe: ComposerPipeline, metrics: Mapping[str, Sequence[st
     """What the recombination mixes, each with the measure that judges it: the model's first local
     condition that has a measure (taken from source A) and its first global one (from source B).
     With the default conditions: the sketch (edge F1) of A and the color (histogram intersection) of B."""
-    def first(kind: str) -> tuple[str, str] | None:
+    def first(spatial: bool) -> tuple[str, str] | None:
         return next(((s.spec.name, metrics[s.spec.name][0]) for s in pipe.sources
-                     if s.spec.kind == kind and metrics.get(s.spec.name)), None)
+                     if s.spec.source == "image" and s.spec.spatial == spatial and metrics.get(s.spec.name)), None)
 
-    local, global_ = first("local"), first("global")
+    local, global_ = first(spatial=True), first(spatial=False)
     return (local, global_) if local and global_ else None
 
 
@@ -156,8 +156,8 @@ class Evaluation:
         self.collate = Collate(max_objects)
         self.names = pipe.condition_names
         self.recombination = recombination_pair(pipe, metrics or {})
-        kinds = {source.spec.kind: source.spec.name for source in reversed(pipe.sources)}  # the first of each kind
-        self.caption, self.grounding = kinds.get("text"), kinds.get("grounding")
+        by_source = {source.spec.source: source.spec.name for source in reversed(pipe.sources)}  # the first of each
+        self.caption, self.grounding = by_source.get("caption"), by_source.get("layout")
         self.max_objects = max_objects
         self._progress: tqdm | None = None
         pipe.use_scheduler(settings.scheduler)

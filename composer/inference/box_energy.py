@@ -21,9 +21,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.models.attention import GatedSelfAttentionDense
 
-from conditions import ConditionOutputs
-from conditions.conditioner import WHOLE_IMAGE
-from conditions.grounding_encoder import box_coverage
+from conditions import WHOLE_IMAGE, ConditionOutputs, box_coverage
 
 from ..box_attention import token_grid
 from ..checks import require

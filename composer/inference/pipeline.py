@@ -45,9 +45,10 @@ from ..model import ComposerModel
 from ..prior import EmbeddingPrior
 from ..trusted_extractors import build_extractors
 from .box_energy import BoxEnergy
+from .hooks import KnownRegion, SamplerHook
 from .layout import Layout
 from .region import crop, mask_window, paste
-from .sampling import KnownRegion, guided_sample, keep_only
+from .sampling import guided_sample, keep_only
 
 # Of the denoising loop: fp32, bf16 autocast, or "auto" (bf16 where the hardware runs it fast:
 # measured on the default run, its evaluation matched fp32 within a fraction of every standard
@@ -208,6 +209,7 @@ class SamplingSettings:
     progress: bool = True
     callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
     precision: str = "fp32"
+    hooks: tuple[SamplerHook, ...] = ()
 
 
 class ComposerPipeline(DiffusionPipeline):
@@ -263,13 +265,15 @@ class ComposerPipeline(DiffusionPipeline):
                 build; the project's own are always allowed, nothing else (the folder may be
                 someone else's).
         """
-        pipe = cls.from_checkpoint(path, scheduler, allow_missing_weights=allow_missing_weights)
         conditions_file = model_folder(path) / "conditions.yaml"
         if not conditions_file.is_file():
             raise ValueError(f"{str(conditions_file.parent)!r} has no conditions.yaml (written by train.py): cannot "
                              "decompose images for it")
         conditions = read_conditions(conditions_file)
+        # The extractors first: a trusted extractor's file may register a condition kind of its own
+        # (conditions.register_kind), which the model's config then names.
         extractors = build_extractors(conditions, trusted=trusted_extractors, where=str(conditions_file))
+        pipe = cls.from_checkpoint(path, scheduler, allow_missing_weights=allow_missing_weights)
         annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
         if annotated:
             logger.warning("conditions from dataset annotations are left out for new images: %s",
@@ -318,7 +322,7 @@ class ComposerPipeline(DiffusionPipeline):
                 decomposed[key] = condition_inputs(parts, self.sources)
             # The caption condition comes from real captions only (below), never from the
             # placeholder text the decomposer needs.
-            if name in decomposed[key] and self.model.conditioner.specs[name].kind != "text":
+            if name in decomposed[key] and self.model.conditioner.specs[name].source != "caption":
                 inputs[name] = decomposed[key][name]
         if captions is not None:
             inputs.update(self.decompose_captions(captions))
@@ -329,9 +333,7 @@ class ComposerPipeline(DiffusionPipeline):
     def layout_inputs(self, layout: Layout | Sequence[Layout], batch: int) -> dict[str, object]:
         """The grounding input of an LMD layout (the same for all `batch` images) or of one layout per
         image: its boxes, and its phrases embedded."""
-        from conditions import GroundingInput
-
-        grounding = [spec.name for spec in self.model.conditioner.specs.values() if spec.kind == "grounding"]
+        grounding = [spec for spec in self.model.conditioner.specs.values() if spec.source == "layout"]
         if not grounding:
             raise ValueError("this model has no grounding condition: a layout's boxes cannot be used")
         if self.phrase_encoder is None:
@@ -349,7 +351,9 @@ class ComposerPipeline(DiffusionPipeline):
                 valid[row, index] = True
         phrases = self.phrase_encoder([[obj.phrase for obj in item.objects] for item in layouts], slots,
                                       self.device, self.dtype)
-        return {grounding[0]: GroundingInput(boxes.to(self.device, self.dtype), phrases, valid.to(self.device))}
+        grounding_input = grounding[0].condition_kind.input_from_layout(boxes.to(self.device, self.dtype), phrases,
+                                                                        valid.to(self.device))
+        return {grounding[0].name: grounding_input}
 
     @torch.no_grad()
     def prior_inputs(self, inputs: Mapping[str, object]) -> dict[str, torch.Tensor]:
@@ -362,7 +366,7 @@ class ComposerPipeline(DiffusionPipeline):
         if target is None:
             raise ValueError(f"the prior predicts {wanted!r}, which feeds none of this pipeline's conditions "
                              f"({self.condition_names})")
-        text = next((spec.name for spec in self.model.conditioner.specs.values() if spec.kind == "text"), None)
+        text = next((spec.name for spec in self.model.conditioner.specs.values() if spec.source == "caption"), None)
         if text is None or text not in inputs:
             raise ValueError("the prior maps a caption to an image embedding: give captions")
         caption = inputs[text]
@@ -418,7 +422,7 @@ class ComposerPipeline(DiffusionPipeline):
                  latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
                  output_type: str = "pil", progress: bool = True, precision: str = "fp32",
                  callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
-                 **per_condition: object) -> ImagePipelineOutput:
+                 hooks: Sequence[SamplerHook] = (), **per_condition: object) -> ImagePipelineOutput:
         """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)` (Composer eq. 2).
 
         Args:
@@ -460,6 +464,8 @@ class ComposerPipeline(DiffusionPipeline):
             callback_on_step_end: `callback(index, timestep, sample)` after every denoising step,
                 with the current sample `[B, C, h, w]` in the model's space (at the window's size
                 when editing).
+            hooks: sampler hooks of your own (`composer.inference.hooks.SamplerHook`), run at every
+                step after the built-in ones (grounding schedule, box energy, known region).
             **per_condition: a condition's input by its name, as images or files (`sketch=image`)
                 or, for the text condition, a caption (`caption="a red star"`):
                 `images={"sketch": image}, captions=[...]` written per condition.
@@ -476,7 +482,7 @@ class ComposerPipeline(DiffusionPipeline):
                                     strength=strength, grounding_fraction=grounding_fraction, box_energy=box_energy,
                                     use_prior=use_prior, num_inference_steps=num_inference_steps, generator=generator,
                                     latents=latents, progress=progress, callback_on_step_end=callback_on_step_end,
-                                    precision=precision)
+                                    precision=precision, hooks=tuple(hooks))
         if edit_image is not None:
             result = self._edit(inputs, images, captions, layout, settings, edit_image=edit_image, edit_mask=edit_mask,
                                 context=edit_context)
@@ -536,7 +542,7 @@ class ComposerPipeline(DiffusionPipeline):
             raise ValueError("images= is one batch for every condition: give the per-condition images in it as "
                              "images={condition: image}, or all of them by name")
         for name, value in per_condition.items():
-            if self.model.conditioner.specs[name].kind == "text":
+            if self.model.conditioner.specs[name].source == "caption":
                 if captions is not None:
                     raise ValueError(f"both captions= and {name}= were given: give one")
                 captions = [value] if isinstance(value, str) else list(value)
@@ -588,7 +594,7 @@ class ComposerPipeline(DiffusionPipeline):
                 size=size, guidance=settings.guidance, steps=settings.num_inference_steps, generator=generator,
                 progress=settings.progress, strength=settings.strength, scheduler=self.scheduler,
                 latents=settings.latents, grounding_fraction=settings.grounding_fraction, known=region,
-                callback=settings.callback_on_step_end, energy=settings.box_energy,
+                callback=settings.callback_on_step_end, energy=settings.box_energy, extra_hooks=settings.hooks,
             ).to(self.dtype)
         if known is not None:  # outside the mask, exactly the input
             images_out = mask * images_out + (1 - mask) * edit_image
@@ -602,13 +608,12 @@ class ComposerPipeline(DiffusionPipeline):
                 if source.representation in extractors and extractors[source.representation].uses_masks}
 
     def decompose_captions(self, captions: Sequence[str]) -> dict[str, object]:
-        from conditions import TextInput
-
-        text_specs = [spec for spec in self.model.conditioner.specs.values() if spec.kind == "text"]
+        text_specs = [spec for spec in self.model.conditioner.specs.values() if spec.source == "caption"]
         if not text_specs or self.phrase_encoder is None:
             raise ValueError("captions need a text condition and the pipeline's phrase_encoder (a TextEncoder)")
         embedded = self.phrase_encoder.text.encode(list(captions))
-        return {text_specs[0].name: TextInput(embedded.sentence.clone(), embedded.words.clone(), embedded.mask.clone())}
+        embedded = type(embedded)(embedded.sentence.clone(), embedded.words.clone(), embedded.mask.clone())
+        return {text_specs[0].name: text_specs[0].condition_kind.input_from(embedded)}
 
     @staticmethod
     def _output(images: torch.Tensor, output_type: str):
