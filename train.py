@@ -36,10 +36,10 @@ from torch.utils.data import IterableDataset
 from tqdm.auto import tqdm
 
 from composer.checks import MAX_GUIDANCE, MAX_SEED, require
-from composer.commands import instantiate_extractors, run_or_exit
+from composer.cli.commands import instantiate_extractors, run_or_exit
 from composer.data import Batch, Collate, Sample, SkipTally, data_loader
-from composer.grids import grid_image, reconstructions
-from composer.inputs import Conditioning
+from composer.inference.grids import grid_image, reconstructions
+from composer.models.inputs import Conditioning
 from composer.training.checkpoint import (
     RUN_OUTPUTS,
     find_checkpoint,

@@ -21,9 +21,10 @@ import torch
 
 
 def main() -> None:
-    from composer.commands import load_pipeline
-    from composer.data import Collate, SceneDataset
-    from composer.inputs import batch_inputs
+    from composer.cli.commands import load_pipeline
+    from composer.data import Collate
+    from composer.models.inputs import batch_inputs
+    from composer.scenes import SceneDataset
     from composer.training.objective import DiffusionObjective
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

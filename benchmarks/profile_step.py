@@ -130,7 +130,7 @@ def profile(steps: int, warmup: int, overrides: list[str], *, bf16_extractors: b
     from tqdm.auto import tqdm
 
     import train
-    from composer.allocator import keep_freed_memory
+    from composer.cli.allocator import keep_freed_memory
 
     keep_freed_memory()  # as train.py's entry point does
     with tempfile.TemporaryDirectory() as folder:

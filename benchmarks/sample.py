@@ -32,14 +32,14 @@ def main() -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from composer.commands import instantiate_extractors
+    from composer.cli.commands import instantiate_extractors
     from composer.data import Collate
     from composer.inference.box_energy import BoxEnergy
     from composer.inference.hooks import guide
     from composer.inference.outputs import concat_outputs
     from composer.inference.pipeline import PRECISIONS, denoising_precision, resolve_precision
     from composer.inference.sampling import guided_sample
-    from composer.inputs import Conditioning
+    from composer.models.inputs import Conditioning
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)

@@ -51,9 +51,9 @@ def run_variant(variant: str, batch_size: int, repeats: int, device: torch.devic
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from composer.commands import instantiate_extractors
+    from composer.cli.commands import instantiate_extractors
     from composer.data import Collate
-    from composer.inputs import Conditioning
+    from composer.models.inputs import Conditioning
     from composer.training.objective import DiffusionObjective
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

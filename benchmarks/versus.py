@@ -42,7 +42,7 @@ with contextlib.redirect_stdout(sys.stderr):  # stdout carries the report only (
     from hydra import compose, initialize_config_dir
 
     import train
-    from composer.commands import run_or_exit
+    from composer.cli.commands import run_or_exit
 
 def timed(cfg):
     run = train.build(cfg)

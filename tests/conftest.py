@@ -154,7 +154,7 @@ def latent_unet(tmp_path_factory):
     """A tiny latent UNet + VAE laid out like a Stable Diffusion folder (32 px images, 16 px latents)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from composer.model import tiny_unet_config
+    from composer.models.composer_model import tiny_unet_config
 
     root = tmp_path_factory.mktemp("sd")
     torch.manual_seed(0)

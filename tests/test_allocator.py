@@ -1,4 +1,4 @@
-"""composer.allocator: glibc serves big blocks from its heap, not from fresh mmaps."""
+"""composer.cli.allocator: glibc serves big blocks from its heap, not from fresh mmaps."""
 
 import platform
 import subprocess
@@ -11,7 +11,7 @@ from tests.subprocesses import ENV, ROOT
 # How many of glibc's blocks are mmapped (mallinfo2's hblks) after one 8 MiB malloc, in a fresh process.
 MAPPED_BLOCKS = """
 import ctypes, ctypes.util, sys
-from composer.allocator import keep_freed_memory
+from composer.cli.allocator import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",

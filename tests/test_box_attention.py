@@ -4,13 +4,13 @@ import pytest
 import torch
 from diffusers.models.attention import GatedSelfAttentionDense
 
-from composer.box_attention import (
+from composer.models.box_attention import (
     BoxMaskedGatedSelfAttention,
     box_masked,
     mask_attention_by_boxes,
     set_token_boxes,
 )
-from composer.model import ComposerModel, tiny_unet_config
+from composer.models.composer_model import ComposerModel, tiny_unet_config
 from composer.training.objective import DiffusionObjective
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from composer.data import SceneDataset
+from composer.scenes import SceneDataset
 from tests.subprocesses import run_app
 from tests.subprocesses import run_python as _run
 
@@ -301,7 +301,7 @@ def test_damaged_model_weights_are_one_line_errors_naming_the_file(trained, file
 
 
 def test_the_recombine_grid_shows_the_whole_caption_inside_its_tile():
-    from composer.recombine import text_tile
+    from composer.cli.recombine import text_tile
 
     tile = np.asarray(text_tile("two red circles left of a blue star on a striped light blue background").convert("L"))
     inked = np.argwhere(tile < 128)

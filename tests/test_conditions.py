@@ -197,7 +197,7 @@ def test_the_layout_map_paints_each_kept_object_over_its_box():
 
 
 def test_condition_sizes_come_from_the_extractor():
-    from composer.inputs import sources_from_config
+    from composer.models.inputs import sources_from_config
     from decompose import ColorHistogram, MaskedImage
 
     conditions = {"color": {"kind": "global"}, "masked_image": {"kind": "local"}}

@@ -6,7 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.data import Collate, EmptyBatch, ResizeCrop, Sample, SceneDataset, Skipped
+from composer.data import Collate, EmptyBatch, ResizeCrop, Sample, Skipped
+from composer.scenes import SceneDataset
 
 
 def _wide_sample(index: int) -> Sample:

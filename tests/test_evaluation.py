@@ -5,8 +5,6 @@ import kornia
 import pytest
 import torch
 
-from composer.data import SceneDataset
-from composer.data.scenes import BACKGROUND_COLORS, OBJECT_COLORS
 from composer.evaluation import Objects, Reader, Truth, cached_scene_parser, condition_fidelity
 from composer.evaluation.fidelity import (
     background_color,
@@ -16,7 +14,9 @@ from composer.evaluation.fidelity import (
 )
 from composer.evaluation.quality import frechet_distance, in_domain_frechet
 from composer.evaluation.report import gap, mean_sem, suggested_guidance
-from composer.evaluation.scene_parser import COLOR_NAMES, SceneParser
+from composer.scenes import SceneDataset
+from composer.scenes.dataset import BACKGROUND_COLORS, OBJECT_COLORS
+from composer.scenes.parser import COLOR_NAMES, SceneParser
 
 
 def _scene_batch(count=4, size=32):

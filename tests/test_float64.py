@@ -5,11 +5,12 @@ step then run in float64 with no dtype error."""
 import pytest
 import torch
 
-from composer.data import Collate, SceneDataset
+from composer.data import Collate
 from composer.evaluation import Evaluation, EvaluationSettings, Reader
 from composer.inference.layout import Layout, LayoutObject
 from composer.inference.pipeline import ComposerPipeline
-from composer.inputs import batch_inputs
+from composer.models.inputs import batch_inputs
+from composer.scenes import SceneDataset
 from composer.training.objective import DiffusionObjective
 from composer.zoo import scenes_prior
 

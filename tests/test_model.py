@@ -8,8 +8,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from omegaconf import OmegaConf
 
-from composer.local_residuals import skip_shapes
-from composer.model import ComposerModel, tiny_unet_config
+from composer.models.composer_model import ComposerModel, tiny_unet_config
+from composer.models.local_residuals import skip_shapes
 from composer.training.objective import DiffusionObjective
 from conditions import ConditionSpec, GroundingInput, TextInput
 
@@ -23,7 +23,7 @@ def condition_spec(path: Path) -> ConditionSpec:
     from its extractor (grounding: the caption's text encoder)."""
     from hydra.utils import instantiate
 
-    from composer.inputs import sources_from_config
+    from composer.models.inputs import sources_from_config
     from decompose import TextEncoder
 
     with_data = OmegaConf.merge(OmegaConf.load(path), {"data": {"max_objects": 30}})  # what its YAML interpolates

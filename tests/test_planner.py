@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from composer.data import SceneDataset
-from composer.evaluation.layout_checks import layout_checks
-from composer.evaluation.scene_parser import color_class
-from composer.inference.planner import holds, parse_caption, plan_layout
+from composer.scenes import SceneDataset
+from composer.scenes.layout_checks import layout_checks
+from composer.scenes.parser import color_class
+from composer.scenes.planner import holds, parse_caption, plan_layout
 
 
 def _centre(box):

@@ -10,7 +10,7 @@ from composer.inference.hooks import guide
 from composer.inference.manipulation import ddim_invert, interpolate
 from composer.inference.pipeline import SCHEDULERS, ComposerPipeline, load_model
 from composer.inference.sampling import guided_sample
-from composer.model import ComposerModel, tiny_unet_config
+from composer.models.composer_model import ComposerModel, tiny_unet_config
 from conditions import ConditionSpec, GroundingInput, TextInput, slerp
 
 SPECS = [ConditionSpec("caption", "text", dim=384), ConditionSpec("sketch", "local", channels=1),
@@ -239,7 +239,7 @@ def test_checkpoint_without_weights_is_a_clear_error(tmp_path, model):
 
 
 def test_raw_images_without_captions_never_condition_on_placeholder_text(model):
-    from composer.inputs import ConditionSource, PhraseEncoder
+    from composer.models.inputs import ConditionSource, PhraseEncoder
     from decompose import ClassicalSketch, DatasetCaptions, Decomposer, TextEncoder
 
     text = TextEncoder.minilm()

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.data import VALIDATION_SCENES, SceneDataset, render_scene, sample_scene
-from composer.data.scenes import BACKGROUND_COLORS, COUNT_WORDS, OBJECT_COLORS, SHAPES
+from composer.scenes import VALIDATION_SCENES, SceneDataset, render_scene, sample_scene
+from composer.scenes.dataset import BACKGROUND_COLORS, COUNT_WORDS, OBJECT_COLORS, SHAPES
 
 
 def test_same_index_same_scene_other_index_other_scene():

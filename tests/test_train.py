@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import IterableDataset
 
-from composer.commands import instantiate_extractors
-from composer.inputs import Conditioning, sources_from_config
+from composer.cli.commands import instantiate_extractors
+from composer.models.inputs import Conditioning, sources_from_config
 from composer.training.objective import DiffusionObjective
 from conditions import JointDropout
 from decompose import TextEncoder

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from composer.commands import run_or_exit
+from composer.cli.commands import run_or_exit
 from tests.subprocesses import run_app, run_python
 
 

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from composer.data import SceneDataset
-from composer.prior import EmbeddingPrior
+from composer.models.prior import EmbeddingPrior
+from composer.scenes import SceneDataset
 from composer.zoo import scenes_prior, shipped
 from composer.zoo.__main__ import main
 from composer.zoo.image_encoder import contrastive_loss

@@ -13,12 +13,12 @@ import logging
 import sys
 from pathlib import Path
 
-from .collate import SkipTally
-from .folder import ImageFolderDataset
-from .preview import preview_grid
-from .sample import Sample, Skipped
-from .scenes import SceneDataset
-from .shards import ShardDataset
+from composer.data.collate import SkipTally
+from composer.data.folder import ImageFolderDataset
+from composer.data.preview import preview_grid
+from composer.data.sample import Sample, Skipped
+from composer.data.shards import ShardDataset
+from composer.scenes.dataset import SceneDataset
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .sample import Batch, EmptyBatch, Sample, Skipped
+from composer.data.sample import Batch, EmptyBatch, Sample, Skipped
 
 logger = logging.getLogger("composer.data")
 

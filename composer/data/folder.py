@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import BadImage, read_image
-from .sample import Sample, Skipped
-from .transforms import ResizeCrop
+from composer.data.io import BadImage, read_image
+from composer.data.sample import Sample, Skipped
+from composer.data.transforms import ResizeCrop
 
 logger = logging.getLogger("composer.data")
 

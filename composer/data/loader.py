@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from .collate import Collate
+from composer.data.collate import Collate
 
 
 class EpochSampler(Sampler[int]):

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .sample import Sample
+from composer.data.sample import Sample
 
 BOX_COLORS = [(255, 59, 48), (52, 199, 89), (0, 122, 255), (255, 149, 0), (175, 82, 222), (255, 45, 85),
               (90, 200, 250), (255, 204, 0)]

@@ -18,10 +18,10 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .folder import box_problem
-from .io import BadImage, read_image
-from .sample import Sample, Skipped
-from .transforms import ResizeCrop
+from composer.data.folder import box_problem
+from composer.data.io import BadImage, read_image
+from composer.data.sample import Sample, Skipped
+from composer.data.transforms import ResizeCrop
 
 logger = logging.getLogger("composer.data")
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .sample import Sample
+from composer.data.sample import Sample
 
 
 class ResizeCrop:

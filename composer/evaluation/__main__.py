@@ -19,15 +19,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
-from decompose import TransformersDepth, YoloInstances
-
-from ..checks import MAX_GUIDANCE, check_writable, names, require
-from ..commands import check_sampling, load_pipeline, load_prior, run_or_exit
-from ..config_files import CONFIG_DIR
-from ..data import SceneDataset
-from ..inference.box_energy import BoxEnergy
-from ..inference.pipeline import model_folder, resolve_precision
-from . import (
+from composer.checks import MAX_GUIDANCE, check_writable, names, require
+from composer.cli.commands import check_sampling, load_pipeline, load_prior, run_or_exit
+from composer.cli.config_files import CONFIG_DIR
+from composer.evaluation import (
     Evaluation,
     EvaluationSettings,
     Reader,
@@ -35,9 +30,13 @@ from . import (
     summarize,
     write_report,
 )
-from .quality import ClipScore, in_domain_frechet, inception_metrics
-from .report import REPORT_FILES
-from .runner import ALL
+from composer.evaluation.quality import ClipScore, in_domain_frechet, inception_metrics
+from composer.evaluation.report import REPORT_FILES
+from composer.evaluation.runner import ALL
+from composer.inference.box_energy import BoxEnergy
+from composer.inference.pipeline import model_folder, resolve_precision
+from composer.scenes import SceneDataset
+from decompose import TransformersDepth, YoloInstances
 
 
 def output_folder(cfg: DictConfig) -> Path:

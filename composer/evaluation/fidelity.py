@@ -38,12 +38,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import box_iou
 
-from decompose import Instances
-from decompose.depth import scale_invariant_error
-from decompose.edges import dilate
-
-from ..data.scenes import BACKGROUND_COLORS, DEPTH_EPS
-from .metrics import (
+from composer.evaluation.metrics import (
     correlation,
     edge_f1,
     histogram_intersection,
@@ -51,7 +46,11 @@ from .metrics import (
     psnr,
     ssim,
 )
-from .readings import Objects, Reading
+from composer.evaluation.readings import Objects, Reading
+from composer.scenes.dataset import BACKGROUND_COLORS, DEPTH_EPS
+from decompose import Instances
+from decompose.depth import scale_invariant_error
+from decompose.edges import dilate
 
 # measure -> whether higher is better. Each condition's YAML lists the measures that judge it
 # (`metrics:`); the report shows `condition/measure` rows for those.

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
+from composer.scenes.parser import SceneParser, color_class
 from decompose import ClassicalSketch, ColorHistogram, Instances, Intensity
 from decompose.depth import normalize_per_image
-
-from .scene_parser import SceneParser, color_class
 
 
 @dataclass

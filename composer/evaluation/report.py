@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..grids import grid_image
-from .fidelity import MEASURES
-from .plots import guidance_plot
-from .runner import ALL, UNCONDITIONAL, EvaluationResult
+from composer.evaluation.fidelity import MEASURES
+from composer.evaluation.plots import guidance_plot
+from composer.evaluation.runner import ALL, UNCONDITIONAL, EvaluationResult
+from composer.inference.grids import grid_image
 
 # A gap is "clear" when the paired mean difference exceeds this many standard errors (p < 0.003
 # under a normal approximation) and favours the conditioned run.
@@ -209,10 +209,10 @@ def _caption_lines(summary: dict) -> list[str]:
         return []
     measures = list(dict.fromkeys(measure for values in runs.values() for measure in values))
     lines = ["", "## Generation from captions: alone, through planned layouts (LMD), through the prior", "",
-             "The caption alone; the caption and boxes planned from it offline (`composer.inference.planner`); the "
-             "caption and the image embedding the prior predicts from it (`composer/prior.py`). Each is checked "
+             "The caption alone; the caption and boxes planned from it offline (`composer.scenes.planner`); the "
+             "caption and the image embedding the prior predicts from it (`composer/models/prior.py`). Each is checked "
              "against the caption, as the unconditional samples and the sources (the reader's ceiling) are: the "
-             "named objects by the scene parser's colors (`composer/evaluation/layout_checks.py`), and clip_score, "
+             "named objects by the scene parser's colors (`composer/scenes/layout_checks.py`), and clip_score, "
              "the cosine of the output's image embedding and the caption's sentence embedding (an in-domain CLIP "
              "score: the image encoder was trained against these caption embeddings).",
              "", "| run | " + " | ".join(f"{measure} ↑" for measure in measures) + " |",

@@ -16,23 +16,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from decompose.render import instance_image, palette_swatch
-
-from ..data import Batch, Collate, Sample
-from ..inference.box_energy import BoxEnergy
-from ..inference.pipeline import ComposerPipeline
-from ..inference.planner import parse_caption, plan_layout
-from ..inputs import batch_inputs
-from .fidelity import (
+from composer.data import Batch, Collate, Sample
+from composer.evaluation.fidelity import (
     Truth,
     background_color,
     bounding_box_masks,
     condition_fidelity,
     named_background,
 )
-from .layout_checks import layout_checks
-from .metrics import max_change_outside
-from .readings import Objects, Reader, Reading
+from composer.evaluation.metrics import max_change_outside
+from composer.evaluation.readings import Objects, Reader, Reading
+from composer.inference.box_energy import BoxEnergy
+from composer.inference.pipeline import ComposerPipeline
+from composer.models.inputs import batch_inputs
+from composer.scenes.layout_checks import layout_checks
+from composer.scenes.planner import parse_caption, plan_layout
+from decompose.render import instance_image, palette_swatch
 
 UNCONDITIONAL, ALL = "unconditional", "all"
 PLANNED = "caption via planned layout"
@@ -355,7 +354,7 @@ class Evaluation:
 
     def _caption_runs(self, inputs: dict, batch: Batch, *, index: int, plannable: bool,
                       progress: tqdm) -> dict[str, tuple[dict, list[str], list[str]]]:
-        """`{run: (inputs, c2, c1)}`: each caption planned into boxes (`composer.inference.planner`)
+        """`{run: (inputs, c2, c1)}`: each caption planned into boxes (`composer.scenes.planner`)
         and drawn with them, where every caption of the batch is plannable; the caption with the
         image embedding the pipeline's prior predicts from it (instead of the source's own); both."""
         prior = self.pipe.prior_inputs(inputs) if self.pipe.prior is not None else {}

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 import torch
 from diffusers.models.attention import GatedSelfAttentionDense
 
+from composer.checks import require
+from composer.models.box_attention import token_grid
 from conditions import WHOLE_IMAGE, ConditionOutputs, box_coverage
-
-from ..box_attention import token_grid
-from ..checks import require
 
 
 @dataclass(frozen=True)

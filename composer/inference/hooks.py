@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from composer.inference.box_energy import BoxEnergy, guide_by_box_energy
+from composer.inference.outputs import first_half
 from conditions import ConditionOutputs
-
-from .box_energy import BoxEnergy, guide_by_box_energy
-from .outputs import first_half
 
 
 @dataclass

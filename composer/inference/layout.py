@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .http import post_json
+from composer.inference.http import post_json
 
 CANVAS = 512
 

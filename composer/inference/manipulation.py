@@ -8,10 +8,9 @@ from collections.abc import Mapping
 import torch
 from diffusers import DDIMInverseScheduler
 
+from composer.inference.hooks import guide
+from composer.inference.outputs import concat_outputs
 from conditions import ConditionSpec
-
-from .hooks import guide
-from .outputs import concat_outputs
 
 
 def interpolate(specs: Mapping[str, ConditionSpec], first: Mapping[str, object], second: Mapping[str, object],

@@ -28,6 +28,16 @@ from diffusers.schedulers import (
 from omegaconf import OmegaConf
 from PIL import Image
 
+from composer.checks import MAX_GUIDANCE, require
+from composer.inference.box_energy import BoxEnergy
+from composer.inference.hooks import KnownRegion, SamplerHook
+from composer.inference.layout import Layout
+from composer.inference.region import crop, mask_window, paste
+from composer.inference.sampling import guided_sample, keep_only
+from composer.models.composer_model import ComposerModel
+from composer.models.inputs import Conditioning, ConditionSource, PhraseEncoder, condition_inputs
+from composer.models.prior import EmbeddingPrior
+from composer.models.trusted_extractors import build_extractors
 from decompose import (
     AnnotatedDepth,
     AnnotatedInstances,
@@ -38,17 +48,6 @@ from decompose import (
     load_image,
 )
 from decompose.masked_image import check_masks
-
-from ..checks import MAX_GUIDANCE, require
-from ..inputs import Conditioning, ConditionSource, PhraseEncoder, condition_inputs
-from ..model import ComposerModel
-from ..prior import EmbeddingPrior
-from ..trusted_extractors import build_extractors
-from .box_energy import BoxEnergy
-from .hooks import KnownRegion, SamplerHook
-from .layout import Layout
-from .region import crop, mask_window, paste
-from .sampling import guided_sample, keep_only
 
 # Of the denoising loop: fp32, bf16 autocast, or "auto" (bf16 where the hardware runs it fast:
 # measured on the default run, its evaluation matched fp32 within a fraction of every standard
@@ -105,6 +104,14 @@ def model_folder(checkpoint: str | os.PathLike) -> Path:
     return path
 
 
+def composer_model_folder(checkpoint: str | os.PathLike) -> Path:
+    """`model_folder(checkpoint)`, which must hold a Composer model's config."""
+    path = model_folder(checkpoint)
+    if not (path / ComposerModel.config_name).is_file():
+        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a Composer model folder (no {ComposerModel.config_name})")
+    return path
+
+
 def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = False) -> ComposerModel:
     """A trained ComposerModel from its folder (or a run folder holding `model/`), with clear errors.
 
@@ -113,9 +120,7 @@ def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = F
     `allow_missing_weights=True`: the missing modules keep their fresh initialisation, which is
     zero where it matters, so they add nothing until trained.
     """
-    path = model_folder(checkpoint)
-    if not (path / ComposerModel.config_name).is_file():
-        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a Composer model folder (no {ComposerModel.config_name})")
+    path = composer_model_folder(checkpoint)
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise ValueError(f"checkpoint {str(checkpoint)!r} has no weights (expected diffusion_pytorch_model.safetensors)")
@@ -217,7 +222,7 @@ class ComposerPipeline(DiffusionPipeline):
 
     `decomposer` (a `decompose.Decomposer`) and `sources` (which representation feeds each condition)
     let it take raw images; without them it takes precomputed condition inputs only. `prior` (a
-    `composer.prior.EmbeddingPrior`) maps captions to the image-embedding condition. The decomposer,
+    `composer.models.prior.EmbeddingPrior`) maps captions to the image-embedding condition. The decomposer,
     the phrase encoder and the prior are registered components, so `.to()` moves them with the model.
     """
 
@@ -260,12 +265,12 @@ class ComposerPipeline(DiffusionPipeline):
                 on that dataset); otherwise those conditions are left out, since a user's image
                 has no annotations.
             allow_missing_weights: load a model saved before one of its modules existed.
-            prior: Composer's prior (`composer.prior.EmbeddingPrior`), for `use_prior=True`.
+            prior: Composer's prior (`composer.models.prior.EmbeddingPrior`), for `use_prior=True`.
             trusted_extractors: extractor classes (`module.Class`) of your own this folder may
                 build; the project's own are always allowed, nothing else (the folder may be
                 someone else's).
         """
-        conditions_file = model_folder(path) / "conditions.yaml"
+        conditions_file = composer_model_folder(path) / "conditions.yaml"
         if not conditions_file.is_file():
             raise ValueError(f"{str(conditions_file.parent)!r} has no conditions.yaml (written by train.py): cannot "
                              "decompose images for it")

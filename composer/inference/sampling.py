@@ -11,10 +11,8 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
-from conditions import ConditionOutputs
-
-from .box_energy import BoxEnergy
-from .hooks import (
+from composer.inference.box_energy import BoxEnergy
+from composer.inference.hooks import (
     BoxEnergyStep,
     DenoisingStep,
     GroundingSchedule,
@@ -24,7 +22,8 @@ from .hooks import (
     StepCallback,
     TwoSubsetGuidance,
 )
-from .outputs import concat_outputs
+from composer.inference.outputs import concat_outputs
+from conditions import ConditionOutputs
 
 
 def keep_only(names: Sequence[str], subset: Sequence[str] | str, batch: int, device) -> dict[str, torch.Tensor]:

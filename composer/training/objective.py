@@ -21,9 +21,8 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 from torch import nn
 
+from composer.models.composer_model import ComposerModel
 from conditions import JointDropout
-
-from ..model import ComposerModel
 
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 

@@ -5,7 +5,7 @@
     python -m composer.zoo evaluate MODEL           # the shipped model's held-out accuracy
 
 MODEL is image_encoder, depth, yolo or prior (Composer's caption -> image-embedding prior,
-composer/prior.py, trained against the shipped image encoder).
+composer/models/prior.py, trained against the shipped image encoder).
 
 `shipped(name)` is the folder of a shipped model.
 """
@@ -61,11 +61,10 @@ def scenes_image_encoder(path_or_id: str | None = None):
 
 
 def scenes_prior(path: str | None = None):
-    """`composer.prior.EmbeddingPrior` of the shipped scenes prior (or `path`): captions embedded by
+    """`composer.models.prior.EmbeddingPrior` of the shipped scenes prior (or `path`): captions embedded by
     MiniLM -> the shipped image encoder's embeddings."""
+    from composer.models.prior import EmbeddingPrior
     from decompose.pretrained import load_weights
-
-    from ..prior import EmbeddingPrior
 
     folder = Path(path or shipped("prior"))
     kind = _model_kind(folder / "config.json")

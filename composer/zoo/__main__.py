@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..checks import check_writable
-from . import MODELS, shipped
+from composer.checks import check_writable
+from composer.zoo import MODELS, shipped
 
 HELD_OUT = 64  # held-out scenes for retrieval and depth
 HELD_OUT_YOLO = 256  # YOLO's mAP needs more objects to be stable
@@ -28,14 +28,13 @@ def size_mb(path: Path) -> float:
 
 
 def image_encoder(args, out: Path | None, path: Path | None) -> dict:
-    from decompose import ClipImageEncoder, TextEncoder
-
-    from .image_encoder import (
+    from composer.zoo.image_encoder import (
         retrieval_recall,
         save_image_encoder,
         scene_pairs,
         train_image_encoder,
     )
+    from decompose import ClipImageEncoder, TextEncoder
 
     text = TextEncoder.minilm()
     if out is not None:
@@ -48,9 +47,8 @@ def image_encoder(args, out: Path | None, path: Path | None) -> dict:
 
 
 def depth(args, out: Path | None, path: Path | None) -> dict:
+    from composer.zoo.depth import depth_error, save_depth, scene_depths, train_depth
     from decompose import TransformersDepth
-
-    from .depth import depth_error, save_depth, scene_depths, train_depth
 
     if out is not None:
         images, depths = scene_depths(split="train", count=args.scenes, size=args.size)
@@ -62,7 +60,7 @@ def depth(args, out: Path | None, path: Path | None) -> dict:
 
 
 def yolo(args, out: Path | None, path: Path | None) -> dict:
-    from .yolo import evaluate_yolo, export_scenes, train_yolo
+    from composer.zoo.yolo import evaluate_yolo, export_scenes, train_yolo
 
     network_size = 2 * args.size  # ultralytics scales the scenes up: objects of a few pixels need it
     with tempfile.TemporaryDirectory() as work:
@@ -77,11 +75,10 @@ def yolo(args, out: Path | None, path: Path | None) -> dict:
 
 
 def prior(args, out: Path | None, path: Path | None) -> dict:
+    from composer.zoo import scenes_image_encoder, scenes_prior
+    from composer.zoo.image_encoder import scene_pairs
+    from composer.zoo.prior import image_embeddings, prior_accuracy, train_prior
     from decompose import TextEncoder
-
-    from . import scenes_image_encoder, scenes_prior
-    from .image_encoder import scene_pairs
-    from .prior import image_embeddings, prior_accuracy, train_prior
 
     text, encoder = TextEncoder.minilm(), scenes_image_encoder()  # the caption's and the shipped image encoder
     if out is not None:

@@ -13,12 +13,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from composer.scenes.dataset import DEPTH_EPS, SceneDataset
+from composer.zoo.loop import fit
 from decompose import TransformersDepth
 from decompose.depth import scale_invariant_error
 from decompose.pretrained import normalize
-
-from ..data.scenes import DEPTH_EPS, SceneDataset
-from .loop import fit
 
 MEAN = STD = (0.5, 0.5, 0.5)
 

@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from composer.scenes.dataset import SceneDataset
+from composer.zoo.loop import fit
 from decompose import ClipImageEncoder, TextEncoder
-
-from ..data.scenes import SceneDataset
-from .loop import fit
 
 
 def tiny_clip_vision(*, size: int = 32, projection_dim: int = 384, hidden: int = 96, layers: int = 4):

@@ -1,4 +1,4 @@
-"""Training Composer's prior (`composer.prior.EmbeddingPrior`) on the built-in scenes: each
+"""Training Composer's prior (`composer.models.prior.EmbeddingPrior`) on the built-in scenes: each
 scene's caption, embedded by the caption condition's MiniLM, against the shipped image encoder's
 embedding of the scene. Saved with `save_pretrained` (safetensors), loaded by
 `EmbeddingPrior.from_pretrained`.
@@ -9,11 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from composer.models.prior import EmbeddingPrior
+from composer.zoo.image_encoder import Pairs
+from composer.zoo.loop import fit
 from decompose import ClipImageEncoder
-
-from ..prior import EmbeddingPrior
-from .image_encoder import Pairs
-from .loop import fit
 
 
 @torch.no_grad()

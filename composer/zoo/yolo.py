@@ -14,9 +14,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from composer.scenes.dataset import SceneDataset
 from decompose import save_yolo
-
-from ..data.scenes import SceneDataset
 
 WIDTH = 0.0625  # yolov8n is 0.25: channels 16-64 instead of 64-256, about 0.2M parameters
 

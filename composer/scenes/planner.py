@@ -2,12 +2,12 @@
 ("two red circles left of a blue star on a gray background") -> a Layout whose boxes satisfy the
 caption's counts and relations. Any other caption is `None`, for an LLM to plan.
 
-The grammar is the one `composer.data.scenes.caption_for` writes: object groups "<count> <color>
+The grammar is the one `composer.scenes.dataset.caption_for` writes: object groups "<count> <color>
 <shape>" joined by commas, "and" or "with"; relations "<a> left of | right of | above | below <b>"
 between groups (every object of a against every object of b) and "<a> in front of | behind <b>"
 between single objects; a background "<a|an> [checkered|striped|mottled] <color> [gradient]
 background" and the fillers "a picture of", "on", "against". A relation holds as the scenes read
-it (`composer.data.scenes.box_relation`): overlapping boxes with near centres are one in front of
+it (`composer.scenes.dataset.box_relation`): overlapping boxes with near centres are one in front of
 the other (the front object drawn later); otherwise the larger centre offset decides.
 """
 
@@ -18,8 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.scenes import BACKGROUND_COLORS, COUNT_WORDS, OBJECT_COLORS, SHAPES, box_relation
-from .layout import Layout, LayoutObject
+from composer.inference.layout import Layout, LayoutObject
+from composer.scenes.dataset import (
+    BACKGROUND_COLORS,
+    COUNT_WORDS,
+    OBJECT_COLORS,
+    SHAPES,
+    box_relation,
+)
 
 RELATIONS = ("left of", "right of", "above", "below", "in front of", "behind")
 DEPTH_RELATIONS = ("in front of", "behind")

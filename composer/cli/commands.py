@@ -17,12 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .allocator import keep_freed_memory
-from .checks import MAX_GUIDANCE, MAX_SEED, check_writable, require
-from .inference.box_energy import BoxEnergy
-from .inference.pipeline import ComposerPipeline
-from .prior import EmbeddingPrior
-from .secrets import masked, scrub, secret_values
+from composer.checks import MAX_GUIDANCE, MAX_SEED, check_writable, require
+from composer.cli.allocator import keep_freed_memory
+from composer.cli.secrets import masked, scrub, secret_values
+from composer.inference.box_energy import BoxEnergy
+from composer.inference.pipeline import ComposerPipeline
+from composer.models.prior import EmbeddingPrior
 
 
 def instantiate_extractors(conditions: dict) -> list:
@@ -65,7 +65,7 @@ def load_prior(cfg: DictConfig) -> EmbeddingPrior | None:
     settings = cfg.get("prior")
     if not settings or not settings.get("use"):
         return None
-    from .zoo import scenes_prior
+    from composer.zoo import scenes_prior
 
     folder = settings.get("model")
     if folder and not (Path(folder) / "config.json").is_file():

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from kornia.contrib import connected_components
 
-from ..inference.planner import DEPTH_RELATIONS, Plan, holds
-from .scene_parser import color_class
+from composer.scenes.parser import color_class
+from composer.scenes.planner import DEPTH_RELATIONS, Plan, holds
 
 MIN_AREA = 4 / 1024  # 4 pixels of a 32 px image
 LAYOUT_MEASURES = ("named_present", "count_right", "relation_right")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .sample import Sample
+from composer.data.sample import Sample
 
 VALIDATION_SCENES = 1000
 MIN_SIZE, MAX_SIZE = 32, 512

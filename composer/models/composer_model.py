@@ -26,10 +26,9 @@ from diffusers.models.attention import GatedSelfAttentionDense
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from composer.models.box_attention import mask_attention_by_boxes, set_token_boxes
+from composer.models.local_residuals import LocalResiduals, skip_shapes
 from conditions import Conditioner, ConditionOutputs, ConditionSpec
-
-from .box_attention import mask_attention_by_boxes, set_token_boxes
-from .local_residuals import LocalResiduals, skip_shapes
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 # "input": Composer's concatenation with z_t only; "multiscale": also a residual on every skip
@@ -38,7 +37,7 @@ LOCAL_INJECTIONS = ("input", "multiscale")
 # Training settings that model folders saved before the objective moved out of the model
 # (composer/training/objective.py) still hold: read and ignored.
 TRAINING_SETTINGS = ("dropout", "loss_weighting", "snr_gamma")
-GROUNDING_ATTENTIONS = ("global", "box")  # box: composer/box_attention.py
+GROUNDING_ATTENTIONS = ("global", "box")  # box: composer/models/box_attention.py
 
 
 class ConcatConvIn(nn.Module):

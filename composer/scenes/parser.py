@@ -27,7 +27,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.scenes import OBJECT_COLORS, SceneDataset
+from composer.scenes.dataset import OBJECT_COLORS, SceneDataset
 
 COLOR_NAMES = list(OBJECT_COLORS)  # class 1 + i is OBJECT_COLORS' i-th color; class 0 is background
 PARSER_VERSION = 1  # bump when training changes: cached parsers of another version are retrained

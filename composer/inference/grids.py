@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .inference.sampling import guided_sample, keep_only
+from composer.inference.sampling import guided_sample, keep_only
 
 
 @torch.no_grad()
