@@ -47,3 +47,23 @@ def run_app(module: str, *overrides: str) -> subprocess.CompletedProcess:
             print(f"{type(error).__name__}: {error}", file=sys.stderr)
             code = 1
     return subprocess.CompletedProcess([module, *overrides], code, stdout.getvalue(), stderr.getvalue())
+
+
+def write_plugin(root: Path, module: str, source: str, condition: str, condition_yaml: str) -> Path:
+    """What a user writes outside the package: `root/MODULE.py` and `root/conf/condition/CONDITION.yaml`."""
+    (root / f"{module}.py").write_text(source)
+    (root / "conf" / "condition").mkdir(parents=True)
+    (root / "conf" / "condition" / f"{condition}.yaml").write_text(condition_yaml)
+    return root
+
+
+def train_with_plugin(plugin: Path, run_dir: Path, conditions: str) -> Path:
+    """`train.py experiment=smoke` for 2 steps with `condition=[CONDITIONS]`, the plugin's module
+    importable and its conf folder searched, as a user would run it; fails the test on an error."""
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)])}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"run_dir={run_dir}", "trainer.max_steps=2",
+         f"condition=[{conditions}]", f"hydra.searchpath=[file://{plugin / 'conf'}]"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

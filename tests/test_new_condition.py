@@ -2,15 +2,12 @@
 it trains, recombines from a user's image, and the evaluation names it (it has no metric)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.subprocesses import ENV, ROOT, run_app
+from tests.subprocesses import run_app, train_with_plugin, write_plugin
 
 EXTRACTOR = '''
 import torch
@@ -43,23 +40,12 @@ gradient:
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
     """The two files a user writes: `gradient_extractor.py` and `conf/condition/gradient.yaml`."""
-    root = tmp_path_factory.mktemp("plugin")
-    (root / "gradient_extractor.py").write_text(EXTRACTOR)
-    (root / "conf" / "condition").mkdir(parents=True)
-    (root / "conf" / "condition" / "gradient.yaml").write_text(CONDITION)
-    return root
+    return write_plugin(tmp_path_factory.mktemp("plugin"), "gradient_extractor", EXTRACTOR, "gradient", CONDITION)
 
 
 @pytest.fixture(scope="module")
 def gradient_run(plugin, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("gradient") / "run"
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)])}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"run_dir={run_dir}", "trainer.max_steps=2",
-         "condition=[caption,sketch,gradient]", f"hydra.searchpath=[file://{plugin / 'conf'}]"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return train_with_plugin(plugin, tmp_path_factory.mktemp("gradient") / "run", "caption,sketch,gradient")
 
 
 def test_a_new_condition_trains_with_its_size_from_the_extractor(gradient_run):

@@ -2,9 +2,6 @@
 that feeds it) and one YAML: it trains, recombines from a user's photo, and samples from Python."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ import torch
 from PIL import Image
 
 from conditions import ConditionKind, ConditionSpec, kind_names, register_kind
-from tests.subprocesses import ENV, ROOT, run_app
+from tests.subprocesses import run_app, train_with_plugin, write_plugin
 
 PLUGIN = '''
 import torch
@@ -72,23 +69,13 @@ TRUST = "trusted_extractors=[brightness_kind.Brightness]"
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kind_plugin")
-    (root / "brightness_kind.py").write_text(PLUGIN)
-    (root / "conf" / "condition").mkdir(parents=True)
-    (root / "conf" / "condition" / "brightness.yaml").write_text(CONDITION)
-    return root
+    """The two files a user writes: `brightness_kind.py` (the kind and its extractor) and its YAML."""
+    return write_plugin(tmp_path_factory.mktemp("kind_plugin"), "brightness_kind", PLUGIN, "brightness", CONDITION)
 
 
 @pytest.fixture(scope="module")
 def kind_run(plugin, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("kind") / "run"
-    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)])}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"run_dir={run_dir}", "trainer.max_steps=2",
-         "condition=[caption,sketch,brightness]", f"hydra.searchpath=[file://{plugin / 'conf'}]"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+    return train_with_plugin(plugin, tmp_path_factory.mktemp("kind") / "run", "caption,sketch,brightness")
 
 
 def test_a_new_kind_trains_and_the_model_config_names_it(kind_run):
