@@ -250,7 +250,8 @@ def _build(cfg: DictConfig, accelerator: Accelerator, lock: RunLock) -> Run:
     train_set = instantiate(cfg.data.train)
     val_set = instantiate(cfg.data.val) if cfg.data.get("val") else train_set
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    return Run(cfg, accelerator, conditioning, model, objective, optimizer, lr_scheduler, ema, train_set, val_set, checkpoint,
+    return Run(cfg, accelerator, conditioning, model, objective, optimizer, lr_scheduler, ema, train_set, val_set,
+               checkpoint,
                trainable, lock)
 
 
@@ -316,7 +317,8 @@ def training_step(run: Run, batch: Batch, step: int, micro: int = 0) -> float | 
     """Decompose, loss, backward, update; the mean loss over processes once the step is complete
     (None while gradients accumulate). `micro`: which micro-batch of the step this is."""
     accelerator = run.accelerator
-    generator = torch.Generator().manual_seed(draw_seed(run.cfg.seed, step, micro, run.cfg.trainer.gradient_accumulation,
+    generator = torch.Generator().manual_seed(draw_seed(run.cfg.seed, step, micro,
+                                                        run.cfg.trainer.gradient_accumulation,
                                                         accelerator.process_index))
     # Dropout first: a condition dropped for a sample is not extracted for it (about half of them).
     keep = run.objective.draw_keep(len(batch.images), generator, accelerator.device)
@@ -428,7 +430,8 @@ def stop_on_nonfinite_loss(accelerator: Accelerator, checkpoints: Path, loss: fl
         point_latest(checkpoints, good)
     accelerator.wait_for_everyone()
     where = (f"the last good checkpoint is {good} (checkpoints/latest now names it): lower optimizer.lr, then "
-             "resume=latest" if good else "no good checkpoint was written before it: lower optimizer.lr and start again")
+             "resume=latest" if good else "no good checkpoint was written before it: lower optimizer.lr and start "
+                                          "again")
     raise FloatingPointError(f"loss is {loss} at step {step}; stopped before the update: {where}")
 
 

@@ -165,7 +165,8 @@ def profile(steps: int, warmup: int, overrides: list[str], *, bf16_extractors: b
     timed_top = sum(seconds for label, seconds in clock.seconds.items() if " / " not in label)
     parts["other (outside every timed part)"] = {"ms": round(step_ms - 1000 * timed_top / steps, 2),
                                                  "share": round(1 - timed_top / sum(totals), 4)}
-    return {"steps": steps, "bf16_decomposition": bf16_extractors, "batch": cfg.data.batch_size, "size": cfg.data.size, "torch_threads": torch.get_num_threads(),
+    return {"steps": steps, "bf16_decomposition": bf16_extractors, "batch": cfg.data.batch_size, "size": cfg.data.size,
+            "torch_threads": torch.get_num_threads(),
             "overrides": overrides, "step_ms": round(step_ms, 1),
             "step_ms_median": round(1000 * statistics.median(totals), 1), "parts": parts}
 

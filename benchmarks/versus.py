@@ -97,11 +97,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each version")
-    parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sampling benchmark (0: skip it)")
+    parser.add_argument("--sample-steps", type=int, default=50,
+                        help="DDIM steps of the sampling benchmark (0: skip it)")
     args, overrides = parser.parse_known_args()
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1 or args.sample_steps < 0:
         parser.error("--steps and --rounds must be >= 1, --warmup and --sample-steps >= 0")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
     changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                              text=True).stdout.strip()
     with tempfile.TemporaryDirectory() as folder:
@@ -110,14 +112,16 @@ def main() -> None:
                        capture_output=True)
         try:
             trees = {"base": base_tree, "this": ROOT}
-            training = measure(trees, args.rounds, ["-c", TRAINING_STEPS, str(args.steps), str(args.warmup), *overrides],
+            training = measure(trees, args.rounds, [
+                "-c", TRAINING_STEPS, str(args.steps), str(args.warmup), *overrides],
                                ["step_ms"])
             sampling = (measure(trees, args.rounds, ["benchmarks/sample.py", "--steps", str(args.sample_steps),
                                                      "--repeats", "3"],
                                 ["seconds_per_image", "guided_step_batched_ms"]) if args.sample_steps else None)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, capture_output=True)
-    report = {"base": args.base, "this": f"{head} with uncommitted changes" if changed else head, "rounds": args.rounds, "training_steps": args.steps,
+    report = {"base": args.base, "this": f"{head} with uncommitted changes" if changed else head,
+              "rounds": args.rounds, "training_steps": args.steps,
               "overrides": overrides,
               "training_step_ms": training,
               "training_speedup": round(training["base"]["step_ms"] / training["this"]["step_ms"], 3)}

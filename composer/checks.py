@@ -42,7 +42,8 @@ def names(name: str, value) -> list[str]:
     except TypeError:
         items = None
     if items is None or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{name} must be a condition name or a list of them, e.g. {name}=[sketch,color], got {value!r}")
+        raise ValueError(f"{name} must be a condition name or a list of them, e.g. {name}=[sketch,color], got "
+                         f"{value!r}")
     return items
 
 

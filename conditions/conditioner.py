@@ -47,7 +47,8 @@ class Conditioner(nn.Module):
         self.sizes = EncoderSizes(time_dim, context_dim, local_width, local_downsample=local_downsample,
                                   global_tokens=global_tokens, max_objects=max_objects, local_hidden=local_hidden,
                                   local_levels=local_levels)
-        self.encoders = nn.ModuleDict({spec.name: spec.condition_kind.build_encoder(spec, self.sizes) for spec in specs})
+        self.encoders = nn.ModuleDict({spec.name: spec.condition_kind.build_encoder(spec, self.sizes)
+                                       for spec in specs})
         # Without a caption the context is one learned token; with one, no such parameter exists
         # (an unused parameter would stall DDP's gradient reduction).
         self.empty_context = None if context_givers else nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)

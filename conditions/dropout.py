@@ -45,7 +45,8 @@ class JointDropout:
         joint = torch.rand(batch, generator=generator)
         drop_all = joint < self.p_drop_all
         keep_all = (joint >= self.p_drop_all) & (joint < self.p_drop_all + self.p_keep_all)
-        keep_one = (joint >= self.p_drop_all + self.p_keep_all) & (joint < self.p_drop_all + self.p_keep_all + self.p_keep_one)
+        start = self.p_drop_all + self.p_keep_all
+        keep_one = (joint >= start) & (joint < start + self.p_keep_one)
         independent = torch.rand(batch, len(self.names), generator=generator) >= self.p_drop  # [B, C]
         keep = independent
         if self.p_keep_one > 0:  # drawn only when used: Composer's schedule keeps its random stream

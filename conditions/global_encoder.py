@@ -2,7 +2,8 @@
 to the timestep embedding, and projected into K extra tokens (unCLIP uses 4, Composer 8).
 
 The tokens join the GLIGEN tokens in the UNet's gated self-attention (its output layers start at
-0, its gates at 1: `ComposerModel.zero_gated_attention`) instead of the cross-attention context, so that a fresh condition changes nothing, exactly; with
+0, its gates at 1: `ComposerModel.zero_gated_attention`) instead of the cross-attention context,
+so that a fresh condition changes nothing, exactly; with
 concatenated cross-attention tokens a zero token still changes every softmax.
 """
 

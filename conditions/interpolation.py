@@ -18,6 +18,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     angle = torch.acos(cosine)
     sine = torch.sin(angle)
     parallel = sine.abs() < 1e-6
-    weight_a = torch.where(parallel, torch.full_like(sine, 1 - t), torch.sin((1 - t) * angle) / sine.where(~parallel, 1.0))
+    weight_a = torch.where(parallel, torch.full_like(sine, 1 - t),
+                           torch.sin((1 - t) * angle) / sine.where(~parallel, 1.0))
     weight_b = torch.where(parallel, torch.full_like(sine, t), torch.sin(t * angle) / sine.where(~parallel, 1.0))
     return weight_a * a + weight_b * b

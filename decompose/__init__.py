@@ -37,6 +37,7 @@ __all__ = [
     "INTENSITY_WEIGHTS", "HED", "Annotations", "AnnotatedDepth", "AnnotatedInstances",
     "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
     "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
-    "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "builds_extractor", "check_images",
-    "detections_to_instances", "image_size", "image_tensor", "load_hed", "load_image", "load_mask", "load_yolo", "results_to_instances", "save_yolo",
+    "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "builds_extractor",
+    "check_images", "detections_to_instances", "image_size", "image_tensor", "load_hed", "load_image", "load_mask",
+    "load_yolo", "results_to_instances", "save_yolo",
 ]

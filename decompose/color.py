@@ -15,7 +15,8 @@ lightness].
 A color with chroma below 1 Lab unit (the grays r = g = b) has no hue: its a*, b* are rounding
 noise (OpenCV gives up to 0.125, kornia 0.005), and letting that noise pick a hue bin makes two
 correct implementations disagree. Such a pixel counts 1/11 towards each hue bin of its
-(saturation 0, lightness) cell. The nearest non-gray quantised colors have chroma >= 2. Smoothing with sigma = 10 (CIELab units) spreads each bin's mass onto every bin by
+(saturation 0, lightness) cell. The nearest non-gray quantised colors have chroma >= 2.
+Smoothing with sigma = 10 (CIELab units) spreads each bin's mass onto every bin by
 exp(-|c_i - c_j|^2 / (2 sigma^2)), c = the bins' centre colors in Lab; rows are then
 normalised to sum to 1.
 

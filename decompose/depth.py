@@ -55,7 +55,8 @@ class TransformersDepth(Extractor):
         height, width = images.shape[-2:]
         # Short side to input_size, both sides a multiple of the patch size (Depth Anything's recipe).
         scale = self.input_size / min(height, width)
-        size = tuple(max(self.multiple, round(side * scale / self.multiple) * self.multiple) for side in (height, width))
+        size = tuple(max(self.multiple,
+                         round(side * scale / self.multiple) * self.multiple) for side in (height, width))
         pixels = F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
         pixels = normalize(pixels, self.mean, self.std).to(next(self.model.parameters()).dtype)
         predicted = self.model(pixel_values=pixels).predicted_depth.float()  # [B, h, w]
@@ -87,7 +88,8 @@ class AnnotatedDepth(Extractor):
 
 def scale_invariant_error(predicted: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """How far a depth map is from another up to a global scale (Eigen et al. 2014), the measure
-    depth readings are judged by. Depth maps `[B, 1, H, W]` -> `mean(d^2) - mean(d)^2` with `d = log(p + eps) - log(t + eps)`,
+    depth readings are judged by. Depth maps `[B, 1, H, W]` -> `mean(d^2) - mean(d)^2`
+    with `d = log(p + eps) - log(t + eps)`,
     `[B]` (0 = the same up to a global scale)."""
     difference = (torch.log(predicted.float() + eps) - torch.log(target.float() + eps)).flatten(1)
     return (difference.square().mean(1) - difference.mean(1).square()).clamp_min(0)

@@ -183,11 +183,14 @@ class AnnotatedInstances(Extractor):
         if tuple(instances.masks.shape) != expected:
             raise ValueError(f"annotated instance masks have shape {tuple(instances.masks.shape)}, expected {expected}")
         if tuple(instances.boxes.shape) != (batch, self.max_objects, 4):
-            raise ValueError(f"annotated boxes have shape {tuple(instances.boxes.shape)}, expected {(batch, self.max_objects, 4)}")
+            raise ValueError(
+                f"annotated boxes have shape {tuple(instances.boxes.shape)}, expected {(batch, self.max_objects, 4)}"
+            )
         boxes = instances.boxes[instances.valid]
         if len(boxes) and (boxes.min() < 0 or boxes.max() > 1 or (boxes[:, 2:] < boxes[:, :2]).any()):
             raise ValueError("annotated boxes must be normalised xyxy in [0, 1] with x0 <= x1 and y0 <= y1")
         counts = instances.valid.sum(1).tolist()
         if [len(names) for names in instances.labels] != counts:
-            raise ValueError(f"annotated labels per image {[len(n) for n in instances.labels]} do not match valid slots {counts}")
+            raise ValueError(f"annotated labels per image {[len(n) for n in instances.labels]} do not match valid "
+                             f"slots {counts}")
         return instances.to(images.device)

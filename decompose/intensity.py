@@ -39,7 +39,8 @@ class Intensity(Extractor):
         super().__init__()
         table = torch.tensor(weights, dtype=torch.float32)
         if table.ndim != 2 or table.shape[1] != 3 or len(table) == 0:
-            raise ValueError(f"intensity weights must be a non-empty list of (r, g, b) triples, got shape {tuple(table.shape)}")
+            raise ValueError(f"intensity weights must be a non-empty list of (r, g, b) triples, got shape "
+                             f"{tuple(table.shape)}")
         if (table < 0).any() or not torch.allclose(table.sum(1), torch.ones(len(table)), atol=1e-4):
             raise ValueError("each intensity weight triple must be non-negative and sum to 1 (keeps output in [0, 1])")
         self.register_buffer("weights", table, persistent=False)

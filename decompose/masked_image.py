@@ -43,7 +43,8 @@ class RandomMasks:
                  resolution: int = 64):
         total = sum(probabilities)
         if len(probabilities) != len(SHAPES) or min(probabilities) < 0 or total <= 0:
-            raise ValueError(f"mask shape probabilities must be 3 non-negative numbers for {SHAPES}, got {probabilities}")
+            raise ValueError(f"mask shape probabilities must be 3 non-negative numbers for {SHAPES}, got "
+                             f"{probabilities}")
         if vertices < 2:
             raise ValueError(f"a brush stroke needs at least 2 vertices, got {vertices}")
         self.probabilities = torch.tensor(probabilities, dtype=torch.float64) / total
@@ -71,7 +72,8 @@ class RandomMasks:
             border=border,
         )
 
-    def render(self, params: MaskParameters, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    def render(self, params: MaskParameters, height: int, width: int,
+               device: torch.device | str = "cpu") -> torch.Tensor:
         """Rasterise `params` to `[B, 1, height, width]` float masks on `device`."""
         scale = self.resolution / min(height, width)
         low_h, low_w = max(1, round(height * scale)), max(1, round(width * scale))
@@ -87,7 +89,8 @@ class RandomMasks:
         box_mask = (inside & (slots[None, :, None, None] < p["box_count"][:, None, None, None])).any(1)
 
         border = p["border"][:, :, None, None]  # [B, 4, 1, 1]
-        kept = (x[:, 0] >= border[:, 0]) & (x[:, 0] <= border[:, 2]) & (y[:, 0] >= border[:, 1]) & (y[:, 0] <= border[:, 3])
+        kept = ((x[:, 0] >= border[:, 0]) & (x[:, 0] <= border[:, 2])
+                & (y[:, 0] >= border[:, 1]) & (y[:, 0] <= border[:, 3]))
         border_mask = ~kept  # [B, h, w]
 
         stroke_mask = torch.zeros_like(border_mask)

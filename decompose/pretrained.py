@@ -51,7 +51,8 @@ def load_weights(loader: Callable[..., T], path_or_id: str | os.PathLike, what: 
                 "not in the model": unexpected}
     found = {kind: keys for kind, keys in problems.items() if keys}
     if found or info.get("error_msgs"):
-        listed = "; ".join(f"{len(keys)} weights {kind} ({', '.join(sorted(keys)[:3])}{', ...' if len(keys) > 3 else ''})"
+        listed = "; ".join(f"{len(keys)} weights {kind} "
+                           f"({', '.join(sorted(keys)[:3])}{', ...' if len(keys) > 3 else ''})"
                            for kind, keys in found.items()) or "; ".join(map(str, info["error_msgs"]))[:300]
         raise ValueError(f"{str(path_or_id)!r} does not hold this {what}'s weights: {listed}. "
                          "Is it a folder of another model?")

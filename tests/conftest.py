@@ -162,7 +162,8 @@ def latent_unet(tmp_path_factory):
                                             cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
                                             attention_levels=1)).save_pretrained(root / "unet")
     AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8).save_pretrained(root / "vae")
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
+                  norm_num_groups=8).save_pretrained(root / "vae")
     return root
 
 

@@ -69,7 +69,8 @@ def test_a_model_with_box_attention_trains_samples_and_starts_as_its_base():
                                      global_tokens=2, grounding_attention=kind)
     names = [spec.name for spec in SPECS]
     latents = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    samples = {kind: guided_sample(model.eval(), _inputs(), keep_only(names, "all", 2, "cpu"), keep_only(names, [], 2, "cpu"),
+    samples = {kind: guided_sample(model.eval(), _inputs(), keep_only(names, "all", 2, "cpu"),
+                                   keep_only(names, [], 2, "cpu"),
                                    size=(16, 16), steps=2, latents=latents) for kind, model in models.items()}
     assert torch.equal(samples["global"], samples["box"])  # a fresh model adds nothing either way
     model = models["box"].train()

@@ -19,7 +19,8 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("files")
     for index in range(2):
         image = SceneDataset(size=32, split="val")[index].image
-        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(folder / f"scene{index}.png")
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"scene{index}.png")
     mask = np.zeros((32, 32), np.uint8)
     mask[8:24, 4:20] = 255
     Image.fromarray(mask).save(folder / "mask.png")
@@ -58,7 +59,8 @@ def test_edit_keeps_a_16_bit_photo_at_16_bits_outside_the_mask(trained, files, t
     expected = pixels if channels == 3 else np.repeat(pixels[..., None], 3, axis=-1)
     outside = np.asarray(Image.open(files / "mask.png")) == 0
     assert edited.dtype == np.uint16 and edited.shape == (32, 32, 3)
-    assert np.array_equal(edited[outside], expected[outside]) and not np.array_equal(edited[~outside], expected[~outside])
+    assert np.array_equal(edited[outside], expected[outside])
+    assert not np.array_equal(edited[~outside], expected[~outside])
     assert "changed" not in result.stderr
     lossy = run_app("composer.edit", f"checkpoint={trained}", f"image={photo}", f"mask={files / 'mask.png'}",
                     f"out={tmp_path / 'edited.jpg'}", "steps=2")
@@ -153,7 +155,8 @@ def test_recombine_plans_a_scene_caption_offline(trained, tmp_path):
     result = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={out}", "steps=2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "layout from the planner" in result.stderr and "blue star" in result.stderr
-    again = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={tmp_path / 'again.png'}", "steps=2")
+    again = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={tmp_path / 'again.png'}",
+                 "steps=2")
     assert again.returncode == 0 and out.read_bytes() == (tmp_path / "again.png").read_bytes()
     energy = _run("-m", "composer.recombine", f"checkpoint={trained}", prompt, f"out={tmp_path / 'energy.png'}",
                   "steps=2", "box_energy.scale=0.1", "box_energy.fraction=1")
@@ -168,7 +171,8 @@ def test_recombine_plans_a_scene_caption_offline(trained, tmp_path):
     impossible = _run("-m", "composer.recombine", f"checkpoint={trained}", "steps=2", f"out={tmp_path / 'many.png'}",
                       "prompt=six red circles and six blue stars and six green squares and six white crosses and "
                       "six pink hearts and six cyan diamonds on a gray background")  # no commas: hydra splits on them
-    assert impossible.returncode == 2 and "asks for 36 objects; the model takes at most max_objects=30" in impossible.stderr
+    assert impossible.returncode == 2
+    assert "asks for 36 objects; the model takes at most max_objects=30" in impossible.stderr
 
 
 def test_recombine_asks_a_local_llm_for_the_layout(trained, tmp_path):
@@ -297,7 +301,8 @@ def test_damaged_model_weights_are_one_line_errors_naming_the_file(trained, file
         result = run_app(command, f"checkpoint={copy}", *extra, out)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
         assert result.stderr.strip().splitlines()[-1] == (
-            f"error: cannot load {weights}: the file is damaged or incomplete (was it saved with other model settings?)")
+            f"error: cannot load {weights}: the file is damaged or incomplete (was it saved with other model "
+            "settings?)")
 
 
 def test_the_recombine_grid_shows_the_whole_caption_inside_its_tile():

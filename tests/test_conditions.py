@@ -172,7 +172,8 @@ def test_grounding_encoder_checks_boxes():
 
 def test_dropped_grounding_equals_no_objects():
     encoder = GroundingEncoder(phrase_dim=6, token_dim=8)
-    grounding = GroundingInput(torch.rand(2, 3, 4).sort(-1).values, torch.randn(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
+    grounding = GroundingInput(torch.rand(2, 3, 4).sort(-1).values, torch.randn(2, 3, 6),
+                               torch.ones(2, 3, dtype=torch.bool))
     dropped, _ = encoder(grounding, torch.tensor([False, False]))
     empty, _ = encoder(GroundingInput(grounding.boxes, grounding.phrases, torch.zeros(2, 3, dtype=torch.bool)),
                        torch.tensor([True, True]))

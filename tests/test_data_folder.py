@@ -98,7 +98,8 @@ def test_bad_images_are_skipped_and_counted_convertible_ones_kept(messy_folder):
 
 def test_converted_images_are_rgb_and_boxes_follow(messy_folder):
     dataset = ImageFolderDataset(messy_folder, size=32, random_crop=False)
-    by_caption = {sample.caption: sample for sample in (dataset[i] for i in range(len(dataset))) if hasattr(sample, "caption")}
+    samples = (dataset[i] for i in range(len(dataset)))
+    by_caption = {sample.caption: sample for sample in samples if hasattr(sample, "caption")}
     gray = by_caption["gray"].image
     assert torch.allclose(gray[0], gray[1]) and torch.allclose(gray[1], gray[2])
     assert by_caption["sixteen bit"].image.max() > 0.9  # scaled from 16 bits, not clipped

@@ -39,7 +39,8 @@ def test_objects_cropped_away_are_dropped_with_their_phrase():
     sample = Sample(image, "two things", boxes, ["left thing", "middle thing"])
     out = ResizeCrop(32, random=False)(sample)
     assert out.phrases == ["middle thing"]
-    assert torch.allclose(out.boxes, torch.tensor([[(0.45 * 96 - 32) / 32, 0.2, (0.55 * 96 - 32) / 32, 0.8]]), atol=1e-5)
+    assert torch.allclose(out.boxes, torch.tensor([[(0.45 * 96 - 32) / 32, 0.2, (0.55 * 96 - 32) / 32, 0.8]]),
+                          atol=1e-5)
 
 
 def test_collate_pads_to_max_objects():

@@ -106,7 +106,8 @@ def test_annotations_and_instances_follow_the_samples_asked():
     masks = torch.zeros(3, 2, 8, 8, dtype=torch.bool)
     masks[:, 0, 2:5, 2:5] = True
     boxes = torch.tensor([0.1, 0.2, 0.5, 0.6]).repeat(3, 2, 1) * torch.tensor([1.0, 0.9, 0.8])[:, None, None]
-    annotated = Instances(masks, boxes, torch.ones(3, 2), torch.tensor([[True, False]] * 3), [["circle"], ["square"], ["star"]])
+    annotated = Instances(masks, boxes, torch.ones(3, 2), torch.tensor([[True, False]] * 3),
+                          [["circle"], ["square"], ["star"]])
     decomposer = Decomposer([AnnotatedInstances(max_objects=2)])
     parts = decomposer(torch.rand(3, 3, 8, 8), annotations=Annotations(instances=annotated),
                        samples={"instances": torch.tensor([False, True, True])})

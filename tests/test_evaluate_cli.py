@@ -29,7 +29,8 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     assert report["editing"]["max_change_outside"] == 0.0
     assert report["editing"]["mean_change_inside"]["mean"] > 0  # the edit did change the box
     assert {"a_vs_a", "a_vs_b", "b_vs_a", "b_vs_b"} <= set(report["recombination"])
-    assert report["recombination"]["a"]["condition"] == "sketch" and report["recombination"]["b"]["metric"] == "embedding_similarity"
+    recombination = report["recombination"]
+    assert recombination["a"]["condition"] == "sketch" and recombination["b"]["metric"] == "embedding_similarity"
     assert report["settings"]["n"] == 4 and report["settings"]["reader"] == "scene parser"
     assert set(report["all_conditions"]) == {"psnr", "histogram_intersection"}
     assert report["all_conditions"]["psnr"]["source"]["mean"] == 100.0  # a source against itself
@@ -38,7 +39,8 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     sweep = report["sweep"]  # guidance sweep on the first batch (2 sources)
     assert sweep["guidance"] == [1.0, 3.0] and sweep["sources"] == 2
     rows = {(row["run"], row["metric"]): row for row in sweep["rows"]}
-    assert {("all", "psnr"), ("sketch", "edge_f1"), ("sketch", "foreground_iou"), ("depth", "foreground_iou")} <= set(rows)
+    assert {("all", "psnr"), ("sketch", "edge_f1"), ("sketch", "foreground_iou"),
+            ("depth", "foreground_iou")} <= set(rows)
     for row in rows.values():
         means = [cell["mean"] for cell in row["values"]]
         best = (max if row["higher_is_better"] else min)(means)
@@ -61,13 +63,15 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     assert "## Generation from captions: alone, through planned layouts (LMD), through the prior" in markdown
     assert Image.open(out / "guidance.png").width > 300
     grid = Image.open(out / "grid.png")
-    rows = 5 + 2 + 9 + 5  # sources and 4 readings; unconditional, all; 9 conditions; 3 from captions, recombination, edit
+    # sources and 4 readings; unconditional, all; 9 conditions; 3 from captions, recombination, edit
+    rows = 5 + 2 + 9 + 5
     assert grid.height == rows * (96 + 2) and grid.width > 2 * 96
 
 
 def test_evaluate_bad_input_is_one_line(trained, tmp_path):
     result = _evaluate(f"checkpoint={tmp_path}", "n=4")
-    assert result.returncode == 2 and result.stderr.strip().startswith("error:") and "not a Composer model" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:") and "not a Composer model" in result.stderr
     result = _evaluate(f"checkpoint={trained}", "n=1")
     assert result.returncode == 2 and result.stderr.strip() == "error: n must be a whole number >= 2, got 1"
 
@@ -84,5 +88,7 @@ def test_evaluate_never_overwrites_a_report_and_checks_numbers(trained, tmp_path
                              ("n=1", "n must be a whole number >= 2, got 1")):
         result = run_app("composer.evaluation", f"checkpoint={trained}", setting, f"out={tmp_path / 'other'}")
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"error: {message}"
-    result = run_app("composer.evaluation", f"checkpoint={trained}", "planned_negative=[captoin]", f"out={tmp_path / 'other'}")
-    assert result.returncode == 2 and "error: planned_negative names ['captoin'], which this model lacks" in result.stderr
+    result = run_app("composer.evaluation", f"checkpoint={trained}", "planned_negative=[captoin]",
+                     f"out={tmp_path / 'other'}")
+    assert result.returncode == 2
+    assert "error: planned_negative names ['captoin'], which this model lacks" in result.stderr

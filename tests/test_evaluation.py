@@ -109,7 +109,8 @@ def test_an_object_is_found_only_in_its_box_with_its_color():
 def test_the_background_color_named_by_the_caption_and_seen_in_the_image():
     names = list(BACKGROUND_COLORS)
     assert named_background(["a red star on a striped light blue background", "a dark blue gradient background with "
-                             "a cross", "a white circle against a checkered teal background", "no background"]).tolist() \
+                             "a cross", "a white circle against a checkered teal "
+                                        "background", "no background"]).tolist() \
         == [names.index("light blue"), names.index("dark blue"), names.index("teal"), -1]
     image = torch.tensor(BACKGROUND_COLORS["olive"]).float().div(255).view(1, 3, 1, 1).expand(1, 3, 8, 8).clone()
     classes = torch.zeros(1, 8, 8, dtype=torch.long)
@@ -178,7 +179,8 @@ def test_in_domain_frechet_distance_has_the_real_floor_and_grows_with_the_differ
     assert frechet_distance(images, images, parser.embed) == pytest.approx(0, abs=1e-3)
     blurred = kornia.filters.gaussian_blur2d(images, (7, 7), (2.0, 2.0))
     gray = images.mean(1, keepdim=True).expand_as(images)
-    runs = {"sources": images, "copy": images.clone(), "blurred": blurred, "gray": gray, "flat": torch.full_like(images, 0.5)}
+    runs = {"sources": images, "copy": images.clone(), "blurred": blurred, "gray": gray,
+            "flat": torch.full_like(images, 0.5)}
     frechet = in_domain_frechet(runs, parser.embed)
     assert frechet["images_per_side"] == 16 and set(frechet["runs"]) == {"copy", "blurred", "gray", "flat"}
     # Outputs identical to their sources are exactly as far from the other half as real scenes are.

@@ -84,7 +84,8 @@ def test_label_map_paints_each_slot():
     masks = torch.zeros(1, 3, 8, 8, dtype=torch.bool)
     masks[0, 0, :4] = True
     masks[0, 1, 2:6] = True
-    instances = Instances(masks, torch.zeros(1, 3, 4), torch.ones(1, 3), torch.tensor([[True, True, False]]), [["a", "b"]])
+    instances = Instances(masks, torch.zeros(1, 3, 4), torch.ones(1, 3), torch.tensor([[True, True, False]]),
+                          [["a", "b"]])
     label = instances.label_map()[0, 0]
     assert label[0, 0] == pytest.approx(1 / 3) and label[3, 0] == pytest.approx(2 / 3) and label[7, 0] == 0
 

@@ -22,7 +22,8 @@ def test_parse_a_good_reply():
 @pytest.mark.parametrize("reply", [
     "Sure! Here is the layout:\n```\n" + GOOD + "\n```\nHope this helps.",
     GOOD.replace("(", "[").replace(")", "]"),
-    "objects:  [('a red circle', [50, 100, 150, 150]), ('a blue star', [300, 80, 120, 120])]\nbackground prompt: a gray background",
+    "objects:  [('a red circle', [50, 100, 150, 150]), ('a blue star', [300, 80, 120, 120])]\nbackground prompt: a "
+    "gray background",
     GOOD.replace("[300, 80, 120, 120]", "[400, 80, 120, 120]"),  # pokes out a little: clipped
 ])
 def test_parse_tolerates_fences_prose_lists_case_and_small_overhang(reply):
@@ -89,7 +90,8 @@ class _ChatServer(LocalServer):
 def test_client_asks_with_lmd_instructions_and_parses_the_reply():
     server = _ChatServer(GOOD)
     try:
-        layout = LayoutClient(server.url, model="local-llm", api_key="secret", timeout=10)("a red circle and a blue star")
+        layout = LayoutClient(server.url, model="local-llm", api_key="secret",
+                              timeout=10)("a red circle and a blue star")
     finally:
         server.close()
     assert [o.phrase for o in layout.objects] == ["a red circle", "a blue star"]

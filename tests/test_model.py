@@ -44,13 +44,15 @@ def random_input(spec: ConditionSpec, batch: int, size: int, generator: torch.Ge
         return torch.rand(batch, spec.channels, size, size, generator=generator)
     boxes = torch.rand(batch, 3, 4, generator=generator)
     boxes = torch.cat([boxes[..., :2].minimum(boxes[..., 2:]), boxes[..., :2].maximum(boxes[..., 2:])], -1)
-    return GroundingInput(boxes, torch.randn(batch, 3, spec.dim, generator=generator), torch.ones(batch, 3, dtype=torch.bool))
+    return GroundingInput(boxes, torch.randn(batch, 3, spec.dim, generator=generator),
+                          torch.ones(batch, 3, dtype=torch.bool))
 
 
 @pytest.fixture(scope="module")
 def base_unet_dir(tmp_path_factory):
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**tiny_unet_config(sample_size=16, block_out_channels=(16, 32), cross_attention_dim=CONTEXT,
+    unet = UNet2DConditionModel(**tiny_unet_config(sample_size=16, block_out_channels=(16, 32),
+                                                   cross_attention_dim=CONTEXT,
                                                    attention_head_dim=4, norm_num_groups=8, attention_levels=1))
     path = tmp_path_factory.mktemp("unet") / "unet"
     unet.save_pretrained(path)

@@ -51,7 +51,8 @@ def test_versus_times_both_trees_and_removes_its_worktree():
         return subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
 
     before = worktrees()  # a developer's own worktrees stay
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "versus.py"), "--base", "HEAD", "--steps", "1", "--warmup",
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "versus.py"), "--base", "HEAD", "--steps", "1",
+                             "--warmup",
                              "0", "--rounds", "1", "--sample-steps", "0", "experiment=smoke"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, env=ENV)
     assert result.returncode == 0, result.stderr[-2000:]

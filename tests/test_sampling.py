@@ -47,7 +47,8 @@ def _inputs(batch=2, seed=0):
                              torch.ones(batch, 4, dtype=torch.bool)),
         "sketch": torch.rand(batch, 1, 16, 16, generator=g),
         "color": torch.rand(batch, 5, generator=g),
-        "grounding": GroundingInput(boxes.clone(), torch.randn(batch, 2, 6, generator=g), torch.ones(batch, 2, dtype=torch.bool)),
+        "grounding": GroundingInput(boxes.clone(), torch.randn(batch, 2, 6, generator=g),
+                                    torch.ones(batch, 2, dtype=torch.bool)),
     }
 
 
@@ -202,7 +203,8 @@ def test_a_sample_that_is_not_finite_is_an_error_not_a_black_image(model):
 @given(st.integers(0, 2**31 - 1), st.floats(0, 1))
 def test_slerp_endpoints_and_norm(seed, t):
     g = torch.Generator().manual_seed(seed)
-    a, b = torch.nn.functional.normalize(torch.randn(3, 7, generator=g), dim=-1), torch.nn.functional.normalize(torch.randn(3, 7, generator=g), dim=-1)
+    a, b = torch.nn.functional.normalize(torch.randn(3, 7, generator=g),
+                                         dim=-1), torch.nn.functional.normalize(torch.randn(3, 7, generator=g), dim=-1)
     assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)
     assert torch.allclose(slerp(a, b, t).norm(dim=-1), torch.ones(3), atol=1e-4)  # stays on the sphere
     assert torch.allclose(slerp(a, a, t), a, atol=1e-5)  # parallel vectors

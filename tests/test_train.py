@@ -59,7 +59,8 @@ def shard(tmp_path_factory, image_folder):
     pattern = str(tmp_path_factory.mktemp("shards") / "s-%03d.tar")
     with wds.ShardWriter(pattern, maxcount=100, verbose=0) as writer:
         for index in range(4):
-            writer.write({"__key__": f"{index}", "png": (image_folder / f"{index}.png").read_bytes(), "txt": f"p {index}"})
+            writer.write({"__key__": f"{index}", "png": (image_folder / f"{index}.png").read_bytes(),
+                          "txt": f"p {index}"})
     return pattern.replace("%03d", "000")
 
 
@@ -142,7 +143,8 @@ def test_the_default_decomposes_with_the_zoo_and_annotated_uses_the_scenes_annot
 
     def extractors(overrides):
         conditions = OmegaConf.to_container(_compose(overrides).condition, resolve=True)
-        return {name: instantiate(settings["extractor"]) for name, settings in conditions.items() if settings.get("extractor")}
+        return {name: instantiate(settings["extractor"])
+                for name, settings in conditions.items() if settings.get("extractor")}
 
     default = extractors([])
     assert isinstance(default["instances"], YoloInstances) and default["instances"].size == 64
@@ -261,17 +263,21 @@ def test_a_damaged_checkpoint_names_the_file_and_the_newest_valid_one(tmp_path):
 def test_bad_settings_are_one_line_errors_before_anything_is_written(tmp_path):
     run = tmp_path / "run"
     result = _train(run, "data.batch_size=0")
-    assert result.returncode == 2 and result.stderr.strip() == "error: data.batch_size must be a whole number >= 1, got 0"
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: data.batch_size must be a whole number >= 1, got 0"
     assert not run.exists()
     # An extractor's own error, raised inside hydra's instantiate.
-    result = _train(run, "condition=[caption,depth]", "condition.depth.extractor._target_=decompose.TransformersDepth.from_pretrained",
+    result = _train(run, "condition=[caption,depth]",
+                    "condition.depth.extractor._target_=decompose.TransformersDepth.from_pretrained",
                     f"+condition.depth.extractor.path_or_id={tmp_path / 'nope'}")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: depth model path {str(tmp_path / 'nope')!r} does not exist"
+    expected = f"error: depth model path {str(tmp_path / 'nope')!r} does not exist"
+    assert result.stderr.strip().splitlines()[-1] == expected
 
 
 def test_training_runs_through_broken_files(tmp_path, image_folder):
-    result = _train(tmp_path / "run", "experiment=folder", f"data.root={image_folder}", "data.size=32", "data.batch_size=2",
+    result = _train(tmp_path / "run", "experiment=folder", f"data.root={image_folder}", "data.size=32",
+                    "data.batch_size=2",
                     "data.num_workers=0", "trainer.max_steps=4", "trainer.sample_count=2", "trainer.checkpoint_every=2",
                     "trainer.sample_steps=2", "model.unet_config.block_out_channels=[16,32]", "model.local_width=8",
                     "model.unet_config.cross_attention_dim=32", "model.unet_config.attention_head_dim=4")
@@ -436,7 +442,8 @@ def test_a_wall_clock_budget_stops_with_the_model_and_a_checkpoint_then_resumes(
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     steps = _rows(run)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) < 100000
-    assert f"stopped at the wall-clock budget trainer.max_minutes=0.01 after step {steps[-1]} of 100000" in stopped.stdout
+    budget = f"stopped at the wall-clock budget trainer.max_minutes=0.01 after step {steps[-1]} of 100000"
+    assert budget in stopped.stdout
     assert (run / "checkpoints" / "latest").read_text() == f"step-{steps[-1]:06d}"  # a checkpoint at the stop
     assert (run / "model" / "diffusion_pytorch_model.safetensors").is_file()
     resumed = _train(run, f"trainer.max_steps={steps[-1] + 2}")

@@ -74,7 +74,9 @@ def text_tile(text: str, tile: int = 160) -> Image.Image:
     return image
 
 
-def grid(columns: list[tuple[str, Image.Image, Image.Image | None]], result: Image.Image, tile: int = 160) -> Image.Image:
+def grid(
+    columns: list[tuple[str, Image.Image, Image.Image | None]], result: Image.Image, tile: int = 160
+) -> Image.Image:
     """One column per source (image above, its representation below), then the result."""
     width = (len(columns) + 1) * (tile + 4)
     canvas = Image.new("RGB", (width, 2 * tile + 40), "white")
@@ -141,7 +143,9 @@ def run(cfg: DictConfig) -> Path:
     conditions = list(paths) + [s.spec.name for s in pipe.sources if s.spec.source == "caption" and caption] + \
         [s.spec.name for s in pipe.sources if s.spec.source == "layout" and layout]
     if not conditions:
-        raise ValueError("give at least one condition: an image for " + ", ".join(from_images) + ", a caption or a layout")
+        raise ValueError(
+            "give at least one condition: an image for " + ", ".join(from_images) + ", a caption or a layout"
+        )
     inputs = pipe.decompose(images, captions, layout=layout, generator=generator) if images else {}
     if not images:
         if captions:
@@ -176,7 +180,8 @@ def save_outputs(out: Path, pipe, outputs: list, *, paths: dict[str, str], image
     batch as `out-1.png`, `out-2.png`, ..."""
     size = pipe.image_size
     columns = [(f"{name}: {Path(path).name}", to_pil(images[name][0].cpu()),
-                representation_picture(pipe, name, inputs[name], size)) for name, path in paths.items() if name in inputs]
+                representation_picture(pipe, name, inputs[name], size))
+               for name, path in paths.items() if name in inputs]
     if caption:
         label = "caption + prior" if prior else "caption"  # + the image embedding predicted from it
         columns.append((label, text_tile(caption), None))

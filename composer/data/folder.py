@@ -104,9 +104,11 @@ class ImageFolderDataset(Dataset):
         for problem in self.problems:
             logger.warning("%s", problem)
         if not self.entries:
-            raise ValueError(f"no usable images in {str(root)!r}: " + "; ".join(self.problems[:3] or ["metadata is empty"]))
+            raise ValueError(f"no usable images in {str(root)!r}: "
+                             "" + "; ".join(self.problems[:3] or ["metadata is empty"]))
         if self.problems:
-            logger.warning("%s: %d metadata lines left out, %d images kept", root, len(self.problems), len(self.entries))
+            logger.warning("%s: %d metadata lines left out, %d images kept", root, len(self.problems),
+                           len(self.entries))
         self.transform = ResizeCrop(size, random=random_crop)
         self.seed = seed
         self.epoch = 0

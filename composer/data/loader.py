@@ -29,7 +29,8 @@ class EpochSampler(Sampler[int]):
 
     def indices(self) -> list[int]:
         if self.shuffle:
-            order = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            order = torch.randperm(self.length,
+                                   generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         else:
             order = torch.arange(self.length)
         usable = (self.length // self.world_size) * self.world_size  # equal shares: no process waits

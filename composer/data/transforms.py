@@ -54,7 +54,8 @@ class ResizeCrop:
         if masks is not None:
             if len(masks):
                 masks = F.interpolate(masks[None].float(), size=(new_h, new_w), mode="nearest-exact")[0] > 0.5
-            masks = masks[:, crop[0], crop[1]][keep].contiguous() if len(masks) else masks.new_zeros((0, self.size, self.size))
+            empty = masks.new_zeros((0, self.size, self.size))
+            masks = masks[:, crop[0], crop[1]][keep].contiguous() if len(masks) else empty
         depth = sample.depth
         if depth is not None:
             depth = F.interpolate(depth[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]

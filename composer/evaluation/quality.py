@@ -117,7 +117,8 @@ class ClipScore:
         from decompose import ClipImageEncoder, TextEncoder
 
         if not (Path(path) / "config.json").is_file():
-            raise ValueError(f"CLIP folder {str(path)!r} has no config.json (expected a transformers CLIP model folder)")
+            raise ValueError(f"CLIP folder {str(path)!r} has no config.json (expected a transformers CLIP model "
+                             "folder)")
         self.images, self.text = ClipImageEncoder.from_pretrained(path), TextEncoder.clip(path)
 
     def __call__(self, images: torch.Tensor, captions: Sequence[str]) -> float:

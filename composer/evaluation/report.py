@@ -128,7 +128,9 @@ def fidelity_rows(result: EvaluationResult, metrics: Mapping[str, Sequence[str]]
     for condition, measures in metrics.items():
         for measure in measures:
             if measure not in MEASURES:
-                raise ValueError(f"condition {condition!r} names an unknown metric {measure!r}; known: {sorted(MEASURES)}")
+                raise ValueError(
+                    f"condition {condition!r} names an unknown metric {measure!r}; known: {sorted(MEASURES)}"
+                )
     rows = []
     for condition, measures in metrics.items():
         for metric in measures:
@@ -254,7 +256,8 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         "",
         f"{settings['n']} held-out sources, {settings['steps']} {settings['scheduler']} steps, guidance "
         f"{settings.get('guidance_all', settings['guidance'])} with all conditions and "
-        f"{settings['guidance']} alone, boxes on {_boxes(settings.get('grounding_fraction'), settings.get('box_energy'))}, seed {settings['seed']}; "
+        f"{settings['guidance']} alone, "
+        f"boxes on {_boxes(settings.get('grounding_fraction'), settings.get('box_energy'))}, seed {settings['seed']}; "
         f"{settings['seconds']:.0f} s. Values are means ± standard "
         "errors over sources. *alone*: that condition only; *all*: every condition; *unconditional*: no "
         "condition; *other scene*: the same condition-alone outputs measured against another source; "
@@ -267,7 +270,8 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
     ]
     if "editing" in summary:
         e = summary["editing"]
-        lines += ["", "## Region editing (all conditions; the box of the first object, or the central quarter, regenerated)", "",
+        lines += ["", "## Region editing (all conditions; the box of the first object, or the central quarter, "
+                      "regenerated)", "",
                   f"Largest change outside the mask: {e['max_change_outside']:.3g} (must be 0). Mean change inside: "
                   f"{_cell(e['mean_change_inside'])}."]
     lines += _caption_lines(summary) + _frechet_lines(summary) + _sweep_lines(summary)
@@ -276,7 +280,8 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
         lines += [f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}"
                   for key, value in summary["quality"].items()]
     goal = summary["goal"]
-    lines += ["", "## Goal", ""] + [f"- {key.replace('_', ' ')}: {'yes' if value else 'no'}" for key, value in goal.items()]
+    lines += ["", "## Goal", ""] + [f"- {key.replace('_', ' ')}: {'yes' if value else 'no'}"
+                                    for key, value in goal.items()]
     if grid_file:
         lines += ["", "## Samples", "", "Rows: the sources, what was read from them, then the outputs of each run "
                   "(the same noise in every row).", "", f"![samples]({grid_file})"]
@@ -285,7 +290,8 @@ def markdown(summary: dict, command: str, grid_file: str | None) -> str:
 
 def _fidelity_lines(summary: dict) -> list[str]:
     lines = ["## Each condition", "",
-             "| condition | metric | alone | all | unconditional | other scene | source | gap vs unconditional | clear |",
+             "| condition | metric | alone | all | unconditional | other scene | source | gap vs unconditional | "
+             "clear |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in summary["fidelity"]:
         arrow = "↑" if row["higher_is_better"] else "↓"

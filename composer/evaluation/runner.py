@@ -145,7 +145,9 @@ class Evaluation:
     def __init__(self, pipe: ComposerPipeline, reader: Reader, settings: EvaluationSettings, max_objects: int, *,
                  metrics: Mapping[str, Sequence[str]] | None = None):
         if settings.batch < 2:
-            raise ValueError(f"batch must be >= 2 (the other-scene baseline pairs sources within a batch), got {settings.batch}")
+            raise ValueError(
+                f"batch must be >= 2 (the other-scene baseline pairs sources within a batch), got {settings.batch}"
+            )
         if settings.n % settings.batch == 1:
             raise ValueError(f"n={settings.n} with batch={settings.batch} leaves a last batch of one source, which has "
                              "no other scene to compare with: change n or batch")
@@ -191,8 +193,8 @@ class Evaluation:
                     continue
                 chunk.append(sample)
                 if len(chunk) == settings.batch or seen + len(chunk) == settings.n:
-                    self._evaluate_batch(self.collate(chunk), seen // settings.batch, collected=collected, result=result,
-                                         progress=progress)
+                    self._evaluate_batch(self.collate(chunk), seen // settings.batch,
+                                         collected=collected, result=result, progress=progress)
                     seen += len(chunk)
                     chunk = []
                 if seen == settings.n:
@@ -337,8 +339,8 @@ class Evaluation:
         plans = [parse_caption(caption) for caption in batch.captions]
         plannable = readings["source"].classes is not None and all(plan is not None for plan in plans)
         made = {}
-        for run, (run_inputs, conditions, negative) in self._caption_runs(inputs, batch, index=index,
-                                                                         plannable=plannable, progress=progress).items():
+        runs = self._caption_runs(inputs, batch, index=index, plannable=plannable, progress=progress)
+        for run, (run_inputs, conditions, negative) in runs.items():
             progress.set_postfix(run=run)
             made[run] = self._generate(run_inputs, conditions, batch=len(batch), size=tuple(batch.images.shape[-2:]),
                                        index=index, negative=negative)

@@ -95,7 +95,8 @@ def box_energy(maps: list[torch.Tensor], token_boxes: torch.Tensor, image_shape:
     for probs in maps:
         n_visual = probs.shape[-1] - n_tokens
         to_tokens = probs.reshape(batch, -1, *probs.shape[1:])[:, :, :n_visual, n_visual:].mean(1)  # [B, n_visual, M]
-        inside = box_coverage(token_boxes.float(), token_grid(image_shape, n_visual)).flatten(2).to(probs.dtype)  # [B, M, n_visual]
+        grid = token_grid(image_shape, n_visual)
+        inside = box_coverage(token_boxes.float(), grid).flatten(2).to(probs.dtype)  # [B, M, n_visual]
         attention = to_tokens.transpose(1, 2)  # [B, M, n_visual]
         share = (attention * inside).sum(-1) / attention.sum(-1).clamp_min(1e-8)
         energies.append(((1 - share) ** 2 * is_object).sum(-1) / is_object.sum(-1).clamp_min(1))

@@ -13,8 +13,9 @@ from composer.inference.sampling import guided_sample, keep_only
 
 
 @torch.no_grad()
-def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor, subsets: Mapping[str, Sequence[str]], *,
-                    guidance: float, steps: int, seed: int, guidance_all: float | None = None) -> dict[str, torch.Tensor]:
+def reconstructions(model, inputs: Mapping[str, object], images: torch.Tensor,
+                    subsets: Mapping[str, Sequence[str]], *, guidance: float, steps: int, seed: int,
+                    guidance_all: float | None = None) -> dict[str, torch.Tensor]:
     """`{row label: images [B, 3, H, W]}`: the sources, then one row per condition subset; the
     subset "all" at `guidance_all` when given (docs/design.md#guidance-from-data)."""
     names = model.conditioner.names

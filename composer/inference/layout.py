@@ -71,7 +71,8 @@ class Layout:
 
     def check(self, max_objects: int) -> None:
         if len(self.objects) > max_objects:
-            raise ValueError(f"layout has {len(self.objects)} objects; the model takes at most max_objects={max_objects}")
+            raise ValueError(f"layout has {len(self.objects)} objects; the model takes at most "
+                             f"max_objects={max_objects}")
         for obj in self.objects:
             check_box(obj.box, obj.phrase)
 
@@ -155,7 +156,8 @@ def parse_reply(reply: str, canvas: int = CANVAS) -> Layout:
     try:
         items = ast.literal_eval(found.group(1))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise ValueError(f"the LLM reply's objects are not a list of (name, [x, y, w, h]): {found.group(1)[:200]!r}") from None
+        raise ValueError(f"the LLM reply's objects are not a list of (name, [x, y, w, h]): "
+                         f"{found.group(1)[:200]!r}") from None
     if not isinstance(items, (list, tuple)):
         raise ValueError(f"the LLM reply's objects are not a list: {found.group(1)[:200]!r}")
     objects = []
@@ -172,7 +174,8 @@ def parse_reply(reply: str, canvas: int = CANVAS) -> Layout:
         x0, y0 = max(0.0, x), max(0.0, y)
         x1, y1 = min(float(canvas), x + width), min(float(canvas), y + height)
         if x1 - x0 < 0.5 * width or y1 - y0 < 0.5 * height:
-            raise ValueError(f"box {list(box)} of {name!r} in the LLM reply lies mostly outside the {canvas}x{canvas} canvas")
+            raise ValueError(f"box {list(box)} of {name!r} in the LLM reply lies mostly outside the "
+                             f"{canvas}x{canvas} canvas")
         objects.append(LayoutObject(name.strip(), (x0 / canvas, y0 / canvas, x1 / canvas, y1 / canvas)))
     background = re.search(r"Background prompt\s*:\s*(.*)", text, flags=re.IGNORECASE)
     negative = re.search(r"Negative prompt\s*:\s*(.*)", text, flags=re.IGNORECASE)

@@ -108,7 +108,9 @@ def composer_model_folder(checkpoint: str | os.PathLike) -> Path:
     """`model_folder(checkpoint)`, which must hold a Composer model's config."""
     path = model_folder(checkpoint)
     if not (path / ComposerModel.config_name).is_file():
-        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a Composer model folder (no {ComposerModel.config_name})")
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} is not a Composer model folder (no {ComposerModel.config_name})"
+        )
     return path
 
 
@@ -123,7 +125,9 @@ def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = F
     path = composer_model_folder(checkpoint)
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise ValueError(f"checkpoint {str(checkpoint)!r} has no weights (expected diffusion_pytorch_model.safetensors)")
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} has no weights (expected diffusion_pytorch_model.safetensors)"
+        )
     where = str(files[0]) if len(files) == 1 else f"the weights in {str(path)!r}"
     try:
         model, info = ComposerModel.from_pretrained(str(path), low_cpu_mem_usage=False, output_loading_info=True,
@@ -279,7 +283,8 @@ class ComposerPipeline(DiffusionPipeline):
         # (conditions.register_kind), which the model's config then names.
         extractors = build_extractors(conditions, trusted=trusted_extractors, where=str(conditions_file))
         pipe = cls.from_checkpoint(path, scheduler, allow_missing_weights=allow_missing_weights)
-        annotated = [] if annotations else [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
+        annotated = [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
+        annotated = [] if annotations else annotated
         if annotated:
             logger.warning("conditions from dataset annotations are left out for new images: %s",
                            ", ".join(e.name for e in annotated))
@@ -288,7 +293,8 @@ class ComposerPipeline(DiffusionPipeline):
             if isinstance(extractor, Intensity):
                 extractor.randomize = False  # docs/design.md#intensity-at-sampling: one fixed gray, reproducible
         conditioning = Conditioning.build(conditions, extractors, specs=pipe.model.conditioner.specs)
-        pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder, prior=prior)
+        pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder,
+                              prior=prior)
         pipe.sources = conditioning.sources
         return pipe
 
@@ -314,7 +320,9 @@ class ComposerPipeline(DiffusionPipeline):
         per_condition = dict(images) if isinstance(images, Mapping) else {s.spec.name: images for s in self.sources}
         unknown = set(per_condition) - set(self.condition_names)
         if unknown:
-            raise ValueError(f"images given for unknown conditions {sorted(unknown)}; conditions are {self.condition_names}")
+            raise ValueError(
+                f"images given for unknown conditions {sorted(unknown)}; conditions are {self.condition_names}"
+            )
         inputs: dict[str, object] = {}
         decomposed: dict[int, dict[str, object]] = {}
         for name, batch in per_condition.items():
@@ -323,7 +331,8 @@ class ComposerPipeline(DiffusionPipeline):
             if key not in decomposed:  # each distinct image batch is decomposed once
                 batch = batch.to(self.device, self.dtype)
                 text = list(captions) if captions is not None else [""] * batch.shape[0]
-                parts = self.decomposer(batch, captions=[t or "an image" for t in text], masks=masks, generator=generator)
+                text = [t or "an image" for t in text]
+                parts = self.decomposer(batch, captions=text, masks=masks, generator=generator)
                 decomposed[key] = condition_inputs(parts, self.sources)
             # The caption condition comes from real captions only (below), never from the
             # placeholder text the decomposer needs.
@@ -424,7 +433,8 @@ class ComposerPipeline(DiffusionPipeline):
                  grounding_fraction: float | str | None = "auto", box_energy: BoxEnergy | None = None,
                  use_prior: bool = False, edit_image: torch.Tensor | None = None, edit_mask: torch.Tensor | None = None,
                  edit_context: float = 0.25, num_inference_steps: int = 50, generator: torch.Generator | None = None,
-                 latents: torch.Tensor | None = None, size: tuple[int, int] | None = None, batch_size: int | None = None,
+                 latents: torch.Tensor | None = None, size: tuple[int, int] | None = None,
+                 batch_size: int | None = None,
                  output_type: str = "pil", progress: bool = True, precision: str = "fp32",
                  callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
                  hooks: Sequence[SamplerHook] = (), **per_condition: object) -> ImagePipelineOutput:
@@ -509,7 +519,8 @@ class ComposerPipeline(DiffusionPipeline):
         windows = [mask_window(item[0], side, context) for item in mask]
 
         def crops(batch: torch.Tensor, **kwargs) -> torch.Tensor:  # [B, C, H, W] -> [B, C, side, side]
-            return torch.stack([crop(item, window, side, **kwargs) for item, window in zip(batch, windows, strict=True)])
+            pairs = zip(batch, windows, strict=True)
+            return torch.stack([crop(item, window, side, **kwargs) for item, window in pairs])
 
         # Raw images of the edited image's size are read through the same windows.
         cropped = {id(edit_image): crops(edit_image)}
@@ -595,7 +606,8 @@ class ComposerPipeline(DiffusionPipeline):
         # 4. denoise
         with denoising_precision(settings.precision, self.device, self.dtype):
             images_out = guided_sample(
-                self.model, all_inputs, self.keep_mask(conditions, batch), self.keep_mask(list(settings.negative), batch),
+                self.model, all_inputs, self.keep_mask(conditions, batch),
+                self.keep_mask(list(settings.negative), batch),
                 size=size, guidance=settings.guidance, steps=settings.num_inference_steps, generator=generator,
                 progress=settings.progress, strength=settings.strength, scheduler=self.scheduler,
                 latents=settings.latents, grounding_fraction=settings.grounding_fraction, known=region,

@@ -32,7 +32,8 @@ class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):
         n_visual = x.shape[1]
         objs = self.linear(objs)
         allowed = self.allowed(n_visual, objs.shape[1]).to(x.device)  # [B, L, L] bool
-        bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        bias = torch.zeros(allowed.shape, dtype=x.dtype,
+                           device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
         attended = self.attn(self.norm1(torch.cat([x, objs], dim=1)), attention_mask=bias)
         x = x + self.alpha_attn.tanh() * attended[:, :n_visual, :]
         return x + self.alpha_dense.tanh() * self.ff(self.norm2(x))
@@ -42,7 +43,8 @@ class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):
         grid = token_grid(self.image_shape, n_visual)
         boxes = self.token_boxes
         if boxes.shape[1] != n_tokens or grid[0] * grid[1] != n_visual:
-            raise ValueError(f"{boxes.shape[1]} token boxes for {n_tokens} tokens, or grid {grid} for {n_visual} visual tokens")
+            raise ValueError(f"{boxes.shape[1]} token boxes for {n_tokens} tokens, or grid {grid} for {n_visual} "
+                             "visual tokens")
         inside = box_coverage(boxes.float(), grid).flatten(2).bool()  # [B, M, n_visual]
         batch, total = boxes.shape[0], n_visual + n_tokens
         allowed = torch.ones(batch, total, total, dtype=torch.bool, device=boxes.device)

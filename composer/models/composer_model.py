@@ -133,7 +133,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
 
         self.vae = None
         if vae_config is not None:
-            self.vae = AutoencoderKL(**{key: value for key, value in dict(vae_config).items() if not key.startswith("_")})
+            vae_config = {key: value for key, value in dict(vae_config).items() if not key.startswith("_")}
+            self.vae = AutoencoderKL(**vae_config)
             self.vae.requires_grad_(False)
         time_dim = self.unet.time_embedding.linear_2.out_features
         context_dim = self.unet.config.cross_attention_dim
@@ -146,8 +147,8 @@ class ComposerModel(ModelMixin, ConfigMixin):
     # --- construction helpers -------------------------------------------------------------
 
     @classmethod
-    def adapter(cls, unet_path: str | os.PathLike, conditions: Sequence[Mapping], vae_path: str | os.PathLike | None = None,
-                subfolder: str | None = None, **kwargs) -> ComposerModel:
+    def adapter(cls, unet_path: str | os.PathLike, conditions: Sequence[Mapping],
+                vae_path: str | os.PathLike | None = None, subfolder: str | None = None, **kwargs) -> ComposerModel:
         """Composer adapters on a pretrained UNet (frozen); a fresh model reproduces it exactly."""
         from decompose.pretrained import load_weights
 
@@ -207,8 +208,9 @@ class ComposerModel(ModelMixin, ConfigMixin):
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """diffusers' `save_pretrained`; a channels-last model (training and sampling use that layout)
         is written in the default layout, which is all safetensors stores, and then put back."""
-        channels_last = any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
-                            for p in self.parameters())
+        channels_last = any(
+            p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+            for p in self.parameters())
         self.to(memory_format=torch.contiguous_format)
         try:
             super().save_pretrained(save_directory, *args, **kwargs)

@@ -95,7 +95,8 @@ def wanted_samples(sources: Sequence[ConditionSource], keep: Mapping[str, torch.
     for source in sources:
         if source.spec.source != "layout" and source.spec.name in keep:
             kept = keep[source.spec.name].bool()
-            wanted[source.representation] = wanted[source.representation] | kept if source.representation in wanted else kept
+            previous = wanted.get(source.representation)
+            wanted[source.representation] = kept if previous is None else previous | kept
     return wanted
 
 

@@ -281,7 +281,8 @@ def caption_for(spec: SceneSpec, boxes: np.ndarray) -> str:
         a, b = spec.objects[first], spec.objects[second]
         relation = _relation(spec, boxes, first, second)
         lead = f"{_article(a.color)} {a.phrase} {relation} {_article(b.color)} {b.phrase}"
-        rest = [_group_phrase(c, s, groups[(c, s)]) for c, s in order if (c, s) not in {(a.color, a.shape), (b.color, b.shape)}]
+        named = {(a.color, a.shape), (b.color, b.shape)}
+        rest = [_group_phrase(c, s, groups[(c, s)]) for c, s in order if (c, s) not in named]
         middle = f"{lead}, with {_join(rest)}," if rest else lead
         templates = [f"{middle} on {backdrop}", f"{backdrop} with {middle.rstrip(',')}",
                      f"{middle} against {backdrop}", f"on {backdrop}, {middle.rstrip(',')}"]
@@ -315,7 +316,8 @@ def render_scene(spec: SceneSpec, size: int) -> RenderedScene:
     # A pixel belongs to a mask when more than half of its supersampled area does: visible masks
     # stay disjoint since their areas within a pixel add up to at most 1.
     full = [cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0.5 for mask in full_high]
-    visible = [cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0.5 for mask in visible]
+    visible = [cv2.resize(mask.astype(np.float32), (size, size),
+                          interpolation=cv2.INTER_AREA) > 0.5 for mask in visible]
 
     boxes = np.zeros((len(visible), 4), np.float32)
     for index, mask in enumerate(visible):

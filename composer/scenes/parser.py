@@ -41,7 +41,8 @@ class SceneParser(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 1), classes: int = 1 + len(COLOR_NAMES)):
+    def __init__(self, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 1),
+                 classes: int = 1 + len(COLOR_NAMES)):
         super().__init__()
         self.stem = nn.Conv2d(3, width, 3, padding=1)
         self.blocks = nn.ModuleList(

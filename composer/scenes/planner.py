@@ -39,7 +39,8 @@ _GROUP = re.compile(rf"\b(?P<count>{_COUNT}) (?P<color>{_COLOR}) (?P<shape>{_SHA
 _OPERAND = rf"(?:{_COUNT}) (?:{_COLOR}) (?:{_SHAPE})(?:es|s)?"
 _RELATION = re.compile(rf"\b(?P<a>{_OPERAND}) (?P<relation>{'|'.join(RELATIONS)}) (?P<b>{_OPERAND})\b")
 _BACKGROUND = re.compile(
-    rf"\b(?:a|an) (?:(?:checkered|striped|mottled) )?(?P<color>{'|'.join(sorted(BACKGROUND_COLORS, key=len, reverse=True))})"
+    r"\b(?:a|an) (?:(?:checkered|striped|mottled) )?"
+    rf"(?P<color>{'|'.join(sorted(BACKGROUND_COLORS, key=len, reverse=True))})"
     r"(?: gradient)? background\b")
 
 
@@ -108,7 +109,8 @@ def plan_layout(caption: str, *, max_objects: int, seed: int = 0, box_size: tupl
         return None
     phrases = _drawing_order(plan)
     if len(phrases) > max_objects:
-        raise ValueError(f"{caption!r} asks for {len(phrases)} objects; the model takes at most max_objects={max_objects}")
+        raise ValueError(f"{caption!r} asks for {len(phrases)} objects; the model takes at most "
+                         f"max_objects={max_objects}")
     pairs = [(r.relation, i, j) for r in plan.relations
              for i, phrase in enumerate(phrases) if phrase == r.first
              for j, other in enumerate(phrases) if other == r.second]
@@ -118,7 +120,8 @@ def plan_layout(caption: str, *, max_objects: int, seed: int = 0, box_size: tupl
         gap = min_gap if attempt < MAX_ATTEMPTS // 2 else None
         boxes = _sample_boxes(len(phrases), rng, box_size, stacked, gap=gap, max_overlap=max_overlap)
         if boxes is not None and all(holds(relation, boxes[i], boxes[j]) for relation, i, j in pairs):
-            objects = [LayoutObject(phrase, tuple(round(float(v), 4) for v in box)) for phrase, box in zip(phrases, boxes, strict=True)]
+            objects = [LayoutObject(phrase, tuple(round(float(v), 4) for v in box))
+                       for phrase, box in zip(phrases, boxes, strict=True)]
             return Layout(plan.background, "", objects)
     raise ValueError(f"no layout satisfies {caption!r} in {MAX_ATTEMPTS} attempts (contradictory relations?)")
 
@@ -131,7 +134,8 @@ def _drawing_order(plan: Plan) -> list[str]:
             continue
         for phrase in (relation.first, relation.second):
             if phrases.count(phrase) != 1:
-                raise ValueError(f"'{relation.relation}' needs exactly one {phrase}; the caption has {phrases.count(phrase)}")
+                raise ValueError(f"'{relation.relation}' needs exactly one {phrase}; the caption has "
+                                 f"{phrases.count(phrase)}")
         front, back = ((relation.first, relation.second) if relation.relation == "in front of"
                        else (relation.second, relation.first))
         if phrases.index(front) < phrases.index(back):
@@ -153,7 +157,8 @@ def _sample_boxes(count: int, rng: np.random.Generator, box_size: tuple[float, f
             corner = rng.uniform(0, 1 - side, size=2)
             boxes[i] = (*corner, *(corner + side))
             if all(frozenset((i, j)) in stacked
-                   or (_gap(boxes[i], boxes[j]) >= gap if gap is not None else _overlap(boxes[i], boxes[j]) <= max_overlap)
+                   or (_gap(boxes[i], boxes[j]) >= gap if gap is not None
+                       else _overlap(boxes[i], boxes[j]) <= max_overlap)
                    for j in range(i)):
                 break
         else:

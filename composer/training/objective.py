@@ -82,7 +82,8 @@ class DiffusionObjective:
         x0 = network.encode(images, generator)  # [B, C, h, w]
         if keep is None:
             keep = self.draw_keep(batch, generator, device)
-        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=generator).to(device)
+        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,),
+                                  generator=generator).to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device=device, dtype=x0.dtype)
         noisy = self.noised(x0, noise, timesteps)
         prediction = model(noisy, timesteps, inputs, keep)

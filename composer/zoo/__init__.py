@@ -19,7 +19,8 @@ from decompose import builds_extractor
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 # name -> what is shipped under weights/: transformers folders, the YOLO as one safetensors file
-MODELS = {"image_encoder": "scenes-clip-vision", "depth": "scenes-depth-anything", "yolo": "scenes-yolov8-seg.safetensors",
+MODELS = {"image_encoder": "scenes-clip-vision", "depth": "scenes-depth-anything",
+          "yolo": "scenes-yolov8-seg.safetensors",
           "prior": "scenes-prior"}
 
 

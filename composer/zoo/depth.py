@@ -81,5 +81,6 @@ def save_depth(extractor: TransformersDepth, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     size = extractor.input_size
     extractor.model.save_pretrained(folder, safe_serialization=True)
-    DPTImageProcessor(size={"height": size, "width": size}, image_mean=list(MEAN), image_std=list(STD)).save_pretrained(folder)
+    DPTImageProcessor(size={"height": size, "width": size}, image_mean=list(MEAN),
+                      image_std=list(STD)).save_pretrained(folder)
     return folder

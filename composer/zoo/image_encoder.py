@@ -48,7 +48,8 @@ def scene_pairs(text: TextEncoder, *, split: str, count: int, size: int, batch: 
     rendered = [scenes.render(i) for i in tqdm(range(count), desc=f"rendering {split} scenes", disable=not progress)]
     texts = [scene.caption for scene in rendered]
     embedded = [text.encode(texts[i:i + batch]) for i in range(0, count, batch)]
-    sentence, words, mask = (torch.cat([getattr(e, part).clone() for e in embedded]) for part in ("sentence", "words", "mask"))
+    sentence, words, mask = (torch.cat([getattr(e, part).clone() for e in embedded])
+                             for part in ("sentence", "words", "mask"))
     return Pairs(torch.stack([scene.image for scene in rendered]), F.normalize(sentence.float(), dim=-1), texts,
                  words.float(), mask.bool())
 
