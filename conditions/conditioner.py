@@ -59,10 +59,11 @@ class Conditioner(nn.Module):
         return list(self.specs)
 
     def _contribution(self, spec: ConditionSpec, value, keep: torch.Tensor | None, weight: float, *,
-                      batch: int, size: tuple[int, int], device, dtype: torch.dtype) -> Contribution:
-        """One condition's contribution; `value` None (absent) drops it for every sample."""
+                      dropped_keep: torch.Tensor, size: tuple[int, int], dtype: torch.dtype) -> Contribution:
+        """One condition's contribution; `value` None (absent) drops it for every sample.
+        `dropped_keep` `[B]` is all False (shared by every condition of a call)."""
         kind, encoder = spec.condition_kind, self.encoders[spec.name]
-        dropped_keep = torch.zeros(batch, dtype=torch.bool, device=device)
+        batch, device = dropped_keep.shape[0], dropped_keep.device
         if value is None:
             value, keep = kind.empty_input(spec, encoder, batch, size, device=device, dtype=dtype), None
         keep = dropped_keep if keep is None or weight == 0 else keep
@@ -88,9 +89,10 @@ class Conditioner(nn.Module):
         context, context_mask = None, None
         token_parts: list[torch.Tensor] = []
         box_parts: list[torch.Tensor] = []
+        dropped_keep = torch.zeros(batch, dtype=torch.bool, device=device)
         for name, spec in self.specs.items():
             parts = self._contribution(spec, inputs.get(name), keep.get(name), float(strength.get(name, 1.0)),
-                                       batch=batch, size=size, device=device, dtype=dtype)
+                                       dropped_keep=dropped_keep, size=size, dtype=dtype)
             time = time + parts.time if parts.time is not None else time
             local = local + parts.local if parts.local is not None else local
             if parts.tokens is not None:

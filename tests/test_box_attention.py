@@ -4,12 +4,7 @@ import pytest
 import torch
 from diffusers.models.attention import GatedSelfAttentionDense
 
-from composer.models.box_attention import (
-    BoxMaskedGatedSelfAttention,
-    box_masked,
-    mask_attention_by_boxes,
-    set_token_boxes,
-)
+from composer.models.box_attention import BoxedTokens, BoxMaskedGatedSelfAttention, box_masked, mask_attention_by_boxes
 from composer.models.composer_model import ComposerModel, tiny_unet_config
 from composer.training.objective import DiffusionObjective
 
@@ -28,11 +23,12 @@ def test_a_grounding_token_changes_only_the_visual_tokens_inside_its_box():
     assert isinstance(layer, BoxMaskedGatedSelfAttention)
     x = torch.randn(1, 16, 16)  # a 4 x 4 grid of visual tokens
     boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 0.5]]])  # a global token, an object top-left
-    set_token_boxes(layer, boxes, (8, 8))  # the UNet input is 8 x 8: this level is downsampled 2x
     objs = torch.randn(1, 2, 8)
     moved = objs.clone()
     moved[:, 1] += 5.0  # only the object's token changes
-    change = (layer(x, moved) - layer(x, objs)).abs().sum(-1).view(4, 4)
+    # The UNet input is 8 x 8: this level is downsampled 2x.
+    change = (layer(x, BoxedTokens(moved, boxes, (8, 8))) - layer(x, BoxedTokens(objs, boxes, (8, 8))))
+    change = change.abs().sum(-1).view(4, 4)
     inside = torch.zeros(4, 4, dtype=torch.bool)
     inside[:2, :2] = True
     assert change[~inside].max() == 0 and change[inside].min() > 1e-3
@@ -41,7 +37,7 @@ def test_a_grounding_token_changes_only_the_visual_tokens_inside_its_box():
     assert unmasked[~inside].min() > 0  # without the mask the token reaches every visual token
 
 
-def test_box_attention_keeps_the_parameters_and_the_random_state_and_needs_its_boxes():
+def test_box_attention_keeps_the_parameters_and_the_random_state_and_needs_its_boxes_with_the_tokens():
     holder = torch.nn.ModuleDict({"fuser": _layer(1)})
     state = {key: value.clone() for key, value in holder.state_dict().items()}
     torch.manual_seed(5)
@@ -52,8 +48,12 @@ def test_box_attention_keeps_the_parameters_and_the_random_state_and_needs_its_b
     assert isinstance(holder["fuser"], BoxMaskedGatedSelfAttention) and type(_layer()) is GatedSelfAttentionDense
     assert holder.state_dict().keys() == state.keys()
     assert all(torch.equal(holder.state_dict()[key], value) for key, value in state.items())
-    with pytest.raises(RuntimeError, match="set_token_boxes"):
+    with pytest.raises(TypeError, match="takes BoxedTokens"):
         holder["fuser"](torch.randn(1, 4, 16), torch.randn(1, 1, 8))
+    with pytest.raises(ValueError, match="one box per token"):
+        holder["fuser"](torch.randn(1, 4, 16), BoxedTokens(torch.randn(1, 2, 8), torch.rand(1, 1, 4), (4, 4)))
+    with pytest.raises(ValueError, match="no token grid of 4 visual tokens"):
+        holder["fuser"](torch.randn(1, 4, 16), BoxedTokens(torch.randn(1, 1, 8), torch.rand(1, 1, 4), (3, 5)))
 
 
 def test_a_model_with_box_attention_trains_samples_and_starts_as_its_base():

@@ -4,13 +4,15 @@ meet only inside the token's box. Global tokens carry the whole image as their b
 every visual token, as in plain GLIGEN. Visual tokens still attend to each other and tokens to
 tokens.
 
-diffusers' transformer block hands its fuser only the tokens, so the boxes reach it through
-`set_token_boxes` before each UNet call (`ComposerModel.denoise`).
+diffusers' UNet hands its fuser whatever the GLIGEN position net returns from
+`cross_attention_kwargs["gligen"]`, so the boxes travel with the tokens as one `BoxedTokens`
+(`ComposerModel.denoise`): no state is kept on the modules between calls.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from diffusers.models.attention import GatedSelfAttentionDense
@@ -18,33 +20,43 @@ from diffusers.models.attention import GatedSelfAttentionDense
 from conditions import box_coverage
 
 
+class BoxedTokens(NamedTuple):
+    """The grounding tokens with the box each may attend to, as the UNet's fusers receive them."""
+
+    tokens: torch.Tensor  # [B, M, D]
+    boxes: torch.Tensor  # [B, M, 4] normalised xyxy per token
+    image_shape: tuple[int, int]  # (h, w) of the UNet's input: the grid at each level follows
+
+
 class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):
     """`GatedSelfAttentionDense` with the same parameters, whose attention is masked by boxes."""
 
-    token_boxes: torch.Tensor | None = None  # [B, M, 4] normalised xyxy per token
-    image_shape: tuple[int, int] | None = None  # (h, w) of the UNet's input: the grid at each level follows
-
-    def forward(self, x: torch.Tensor, objs: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, objs: BoxedTokens) -> torch.Tensor:
+        if not isinstance(objs, BoxedTokens):
+            raise TypeError(f"box-masked attention takes BoxedTokens (tokens, boxes, image_shape), got "
+                            f"{type(objs).__name__}")
+        if objs.boxes.shape[:2] != objs.tokens.shape[:2]:
+            raise ValueError(f"token boxes of shape {tuple(objs.boxes.shape)} for tokens of shape "
+                             f"{tuple(objs.tokens.shape)}: expected one box per token")
         if not self.enabled:
             return x
-        if self.token_boxes is None or self.image_shape is None:
-            raise RuntimeError("box-masked attention needs set_token_boxes before the UNet call")
         n_visual = x.shape[1]
-        objs = self.linear(objs)
-        allowed = self.allowed(n_visual, objs.shape[1]).to(x.device)  # [B, L, L] bool
+        tokens = self.linear(objs.tokens)
+        allowed = self.allowed(n_visual, objs.boxes, objs.image_shape).to(x.device)  # [B, L, L] bool
         bias = torch.zeros(allowed.shape, dtype=x.dtype,
                            device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
-        attended = self.attn(self.norm1(torch.cat([x, objs], dim=1)), attention_mask=bias)
+        attended = self.attn(self.norm1(torch.cat([x, tokens], dim=1)), attention_mask=bias)
         x = x + self.alpha_attn.tanh() * attended[:, :n_visual, :]
         return x + self.alpha_dense.tanh() * self.ff(self.norm2(x))
 
-    def allowed(self, n_visual: int, n_tokens: int) -> torch.Tensor:
-        """`[B, n_visual + n_tokens, same]`: which pairs may attend; visual-token pairs only inside the box."""
-        grid = token_grid(self.image_shape, n_visual)
-        boxes = self.token_boxes
-        if boxes.shape[1] != n_tokens or grid[0] * grid[1] != n_visual:
-            raise ValueError(f"{boxes.shape[1]} token boxes for {n_tokens} tokens, or grid {grid} for {n_visual} "
-                             "visual tokens")
+    @staticmethod
+    def allowed(n_visual: int, boxes: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
+        """`[B, n_visual + M, same]` for token boxes `[B, M, 4]`: which pairs may attend; a visual
+        token and a grounding token only inside that token's box."""
+        grid = token_grid(image_shape, n_visual)
+        n_tokens = boxes.shape[1]
+        if grid[0] * grid[1] != n_visual:
+            raise ValueError(f"an input of {image_shape} has no token grid of {n_visual} visual tokens (got {grid})")
         inside = box_coverage(boxes.float(), grid).flatten(2).bool()  # [B, M, n_visual]
         batch, total = boxes.shape[0], n_visual + n_tokens
         allowed = torch.ones(batch, total, total, dtype=torch.bool, device=boxes.device)
@@ -58,13 +70,6 @@ def token_grid(image_shape: tuple[int, int], n_visual: int) -> tuple[int, int]:
     height, width = image_shape
     scale = math.sqrt(height * width / n_visual)  # the level's downsampling
     return round(height / scale), round(width / scale)
-
-
-def set_token_boxes(unet: torch.nn.Module, boxes: torch.Tensor | None, image_shape: tuple[int, int] | None) -> None:
-    """Hands every box-masked fuser of `unet` the tokens' boxes `[B, M, 4]` and the input's `(h, w)`."""
-    for module in unet.modules():
-        if isinstance(module, BoxMaskedGatedSelfAttention):
-            module.token_boxes, module.image_shape = boxes, image_shape
 
 
 def mask_attention_by_boxes(unet: torch.nn.Module) -> None:

@@ -26,7 +26,7 @@ from diffusers.models.attention import GatedSelfAttentionDense
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from composer.models.box_attention import mask_attention_by_boxes, set_token_boxes
+from composer.models.box_attention import BoxedTokens, mask_attention_by_boxes
 from composer.models.local_residuals import LocalResiduals, skip_shapes
 from conditions import Conditioner, ConditionOutputs, ConditionSpec
 
@@ -60,10 +60,12 @@ class ConcatConvIn(nn.Module):
 
 
 class TokenPassthrough(nn.Module):
-    """Stands in for the UNet's GLIGEN position net: our tokens are made by the conditioner."""
+    """Stands in for the UNet's GLIGEN position net: our tokens are made by the conditioner. With
+    boxes, the tokens `[B, M, D]` travel to the box-masked fusers together with them."""
 
-    def forward(self, objs: torch.Tensor) -> torch.Tensor:
-        return objs
+    def forward(self, objs: torch.Tensor, boxes: torch.Tensor | None = None,
+                image_shape: tuple[int, int] | None = None) -> torch.Tensor | BoxedTokens:
+        return objs if boxes is None else BoxedTokens(objs, boxes, image_shape)
 
 
 def tiny_unet_config(sample_size: int = 32, channels: int = 3, block_out_channels: Sequence[int] = (32, 64, 64), *,
@@ -284,10 +286,13 @@ class ComposerModel(ModelMixin, ConfigMixin):
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: ConditionOutputs) -> torch.Tensor:
         """The UNet's prediction (epsilon or v) for `noisy [B, C, h, w]` at `timesteps [B]`."""
         sample = torch.cat([noisy.to(self.unet.dtype), conditions.local], 1)
-        kwargs = {"gligen": {"objs": conditions.tokens}} if conditions.tokens is not None else None
+        kwargs = None
+        if conditions.tokens is not None:
+            gligen = {"objs": conditions.tokens}
+            if self.config.grounding_attention == "box":
+                gligen |= {"boxes": conditions.token_boxes, "image_shape": tuple(noisy.shape[-2:])}
+            kwargs = {"gligen": gligen}
         skips, middle = self.local_residuals(conditions.local) if self.local_residuals is not None else (None, None)
-        if self.config.grounding_attention == "box":
-            set_token_boxes(self.unet, conditions.token_boxes, tuple(noisy.shape[-2:]))
         return self.unet(
             sample, timesteps, encoder_hidden_states=conditions.context,
             class_labels=conditions.time, encoder_attention_mask=conditions.context_mask,
