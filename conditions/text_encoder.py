@@ -17,6 +17,10 @@ from .spec import ConditionSpec
 
 @dataclass
 class TextInput:
+    """A caption's embeddings as the text condition reads them. It has the fields of
+    `decompose.TextEmbedding` on purpose: `conditions` never imports `decompose`, so either can be
+    used alone, and any object with these three tensors is accepted."""
+
     sentence: torch.Tensor  # [B, D]
     words: torch.Tensor  # [B, L, D]
     mask: torch.Tensor  # [B, L] bool, True on real tokens
