@@ -104,8 +104,8 @@ class ImageFolderDataset(Dataset):
         for problem in self.problems:
             logger.warning("%s", problem)
         if not self.entries:
-            raise ValueError(f"no usable images in {str(root)!r}: "
-                             "" + "; ".join(self.problems[:3] or ["metadata is empty"]))
+            problems = "; ".join(self.problems[:3] or ["metadata is empty"])
+            raise ValueError(f"no usable images in {str(root)!r}: {problems}")
         if self.problems:
             logger.warning("%s: %d metadata lines left out, %d images kept", root, len(self.problems),
                            len(self.entries))

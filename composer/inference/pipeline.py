@@ -283,8 +283,8 @@ class ComposerPipeline(DiffusionPipeline):
         # (conditions.register_kind), which the model's config then names.
         extractors = build_extractors(conditions, trusted=trusted_extractors, where=str(conditions_file))
         pipe = cls.from_checkpoint(path, scheduler, allow_missing_weights=allow_missing_weights)
-        annotated = [e for e in extractors if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
-        annotated = [] if annotations else annotated
+        annotated = [] if annotations else [e for e in extractors
+                                            if isinstance(e, (AnnotatedInstances, AnnotatedDepth))]
         if annotated:
             logger.warning("conditions from dataset annotations are left out for new images: %s",
                            ", ".join(e.name for e in annotated))

@@ -43,8 +43,8 @@ class BoxMaskedGatedSelfAttention(GatedSelfAttentionDense):
         n_visual = x.shape[1]
         tokens = self.linear(objs.tokens)
         allowed = self.allowed(n_visual, objs.boxes, objs.image_shape).to(x.device)  # [B, L, L] bool
-        bias = torch.zeros(allowed.shape, dtype=x.dtype,
-                           device=x.device).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        bias = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device)
+        bias = bias.masked_fill(~allowed, torch.finfo(x.dtype).min)  # [B, L, L]: -inf where not allowed
         attended = self.attn(self.norm1(torch.cat([x, tokens], dim=1)), attention_mask=bias)
         x = x + self.alpha_attn.tanh() * attended[:, :n_visual, :]
         return x + self.alpha_dense.tanh() * self.ff(self.norm2(x))
