@@ -22,6 +22,7 @@ from .instances import (
     save_yolo,
 )
 from .intensity import INTENSITY_WEIGHTS, Intensity
+from .low_resolution import LowResolution, NoisyLowResolution, noise_low_resolution
 from .masked_image import MaskedImage, RandomMasks
 from .sketch import ClassicalSketch, LearnedSketch
 from .text_embedding import TextEncoder
@@ -34,10 +35,10 @@ from .types import (
 )
 
 __all__ = [
-    "INTENSITY_WEIGHTS", "HED", "Annotations", "AnnotatedDepth", "AnnotatedInstances",
-    "BlipCaptioner", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions", "Decomposer",
-    "Decomposition", "Extractor", "ExtractorInputs", "Instances", "Intensity", "LearnedSketch", "MaskedImage",
-    "RandomMasks", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances", "builds_extractor",
-    "check_images", "detections_to_instances", "image_size", "image_tensor", "load_hed", "load_image", "load_mask",
-    "load_yolo", "results_to_instances", "save_yolo",
+    "HED", "INTENSITY_WEIGHTS", "AnnotatedDepth", "AnnotatedInstances", "Annotations", "BlipCaptioner",
+    "builds_extractor", "check_images", "ClassicalSketch", "ClipImageEncoder", "ColorHistogram", "DatasetCaptions",
+    "Decomposer", "Decomposition", "detections_to_instances", "Extractor", "ExtractorInputs", "image_size",
+    "image_tensor", "Instances", "Intensity", "LearnedSketch", "load_hed", "load_image", "load_mask", "load_yolo",
+    "LowResolution", "MaskedImage", "noise_low_resolution", "NoisyLowResolution", "RandomMasks",
+    "results_to_instances", "save_yolo", "TextEmbedding", "TextEncoder", "TransformersDepth", "YoloInstances",
 ]

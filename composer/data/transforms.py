@@ -14,20 +14,23 @@ from composer.data.sample import Sample
 
 
 class ResizeCrop:
-    """Short side to `size`, then a `size x size` crop (random when `random`, else centred).
+    """Short side to `size` (unless `resize=False`), then a `size x size` crop (random when
+    `random`, else centred).
 
     Boxes are scaled, shifted and clipped to the crop; objects with less than 1 pixel of box left
     inside the crop are dropped together with their phrase and mask.
     """
 
-    def __init__(self, size: int, random: bool = True):
+    def __init__(self, size: int, random: bool = True, resize: bool = True):
         if size < 8:
             raise ValueError(f"size must be >= 8 pixels, got {size}")
-        self.size, self.random = size, random
+        self.size, self.random, self.resize = size, random, resize
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         _, height, width = sample.image.shape
-        scale = self.size / min(height, width)
+        if not self.resize and min(height, width) < self.size:
+            raise ValueError(f"a {height}x{width} image has no {self.size}x{self.size} crop")
+        scale = self.size / min(height, width) if self.resize else 1.0
         new_h, new_w = max(self.size, round(height * scale)), max(self.size, round(width * scale))
         if self.random:
             rng = rng or np.random.default_rng()

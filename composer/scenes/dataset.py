@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from composer.data.sample import Sample
+from composer.data.transforms import ResizeCrop
 
 VALIDATION_SCENES = 1000
 MIN_SIZE, MAX_SIZE = 32, 512
@@ -347,10 +348,14 @@ class SceneDataset(Dataset):
     """The built-in scenes as a map-style dataset of `Sample`s (no files needed).
 
     `split="val"` is scenes `[0, VALIDATION_SCENES)`; `split="train"` is `length` scenes starting
-    at VALIDATION_SCENES. Item `i` is always the same scene for the same `seed`.
+    at VALIDATION_SCENES. Item `i` is always the same scene for the same `seed`. `crop` (pixels)
+    gives a random `crop x crop` window of the scene rendered at `size`, drawn anew each epoch and
+    the same for the same (seed, epoch, item): how a fully convolutional upsampler trains on less
+    than the whole image (Imagen, Saharia et al. 2022).
     """
 
-    def __init__(self, size: int = 64, split: str = "train", length: int | None = None, seed: int = 0):
+    def __init__(self, size: int = 64, split: str = "train", length: int | None = None, seed: int = 0,
+                 crop: int | None = None):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if not MIN_SIZE <= size <= MAX_SIZE:
@@ -361,10 +366,16 @@ class SceneDataset(Dataset):
             raise ValueError(f"there are {VALIDATION_SCENES} validation scenes, asked for {self.length}")
         if self.length < 1:
             raise ValueError(f"length must be >= 1, got {self.length}")
-        self.size, self.split, self.seed = size, split, seed
+        if crop is not None and not 8 <= crop <= size:
+            raise ValueError(f"crop must be in [8, size={size}] pixels, got {crop}")
+        self.size, self.split, self.seed, self.epoch = size, split, seed, 0
+        self.crop = None if crop is None else ResizeCrop(crop, random=True, resize=False)
 
     def __len__(self) -> int:
         return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def scene_index(self, item: int) -> int:
         if not 0 <= item < self.length:
@@ -376,5 +387,8 @@ class SceneDataset(Dataset):
 
     def __getitem__(self, item: int) -> Sample:
         scene = self.render(item)
-        return Sample(scene.image, scene.caption, scene.boxes, scene.phrases, scene.masks, scene.depth,
-                      source=f"scene {self.seed}:{self.scene_index(item)}")
+        sample = Sample(scene.image, scene.caption, scene.boxes, scene.phrases, scene.masks, scene.depth,
+                        source=f"scene {self.seed}:{self.scene_index(item)}")
+        if self.crop is None:
+            return sample
+        return self.crop(sample, np.random.default_rng([self.seed, self.epoch, item]))
