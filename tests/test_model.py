@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from composer.models.composer_model import ComposerModel, tiny_unet_config
 from composer.models.local_residuals import skip_shapes
 from composer.training.objective import DiffusionObjective
-from conditions import ConditionSpec, GroundingInput, TextInput
+from conditions import ConditionSpec, GroundingInput, LowResInput, TextInput
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDITION_FILES = sorted((ROOT / "conf" / "condition").glob("*.yaml"))
@@ -42,6 +42,9 @@ def random_input(spec: ConditionSpec, batch: int, size: int, generator: torch.Ge
         return torch.rand(batch, spec.dim, generator=generator)
     if spec.kind == "local":
         return torch.rand(batch, spec.channels, size, size, generator=generator)
+    if spec.kind == "low_res":  # an upsampler's input: a quarter-size image and its noise level
+        return LowResInput(torch.rand(batch, spec.channels, size // 4, size // 4, generator=generator) * 2 - 1,
+                           torch.rand(batch, generator=generator) * 0.3)
     boxes = torch.rand(batch, 3, 4, generator=generator)
     boxes = torch.cat([boxes[..., :2].minimum(boxes[..., 2:]), boxes[..., :2].maximum(boxes[..., 2:])], -1)
     return GroundingInput(boxes, torch.randn(batch, 3, spec.dim, generator=generator),
@@ -252,8 +255,11 @@ def test_every_fresh_condition_can_learn(path):
     encoder = model.conditioner.encoders[specs[-1].name]
     last = {"local": lambda e: e.out.weight, "global": lambda e: e.to_time[-1].weight,
             "text": lambda e: e.sentence.to_time[-1].weight,
-            "grounding": lambda e: e.projection.linears[-1].weight}[specs[-1].kind](encoder)
+            "grounding": lambda e: e.projection.linears[-1].weight,
+            "low_res": lambda e: e.image.out.weight}[specs[-1].kind](encoder)
     assert last.grad is not None and last.grad.abs().sum() > 0, specs[-1].name
+    if spec.kind == "low_res":  # its noise level reaches the timestep embedding from the first step too
+        assert encoder.level.linear_2.weight.grad.abs().sum() > 0
     if spec.kind == "global":  # token conditions open the gated self-attention from the first step
         outputs = [m.attn.to_out[0].weight for m in model.unet.modules() if hasattr(m, "alpha_attn")]
         assert outputs and all(w.grad is not None and w.grad.abs().sum() > 0 for w in outputs)
