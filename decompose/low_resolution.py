@@ -38,9 +38,10 @@ class NoisyLowResolution:
 def noise_low_resolution(low: torch.Tensor, level: torch.Tensor, generator: torch.Generator | None = None
                          ) -> torch.Tensor:
     """`low [B, 3, h, w]` in [0, 1] at noise levels `level [B]` -> `[B, 3, h, w]` in [-1, 1]-space.
-    The noise is drawn on the CPU, so a CPU generator gives the same draw on any device."""
+    The noise is drawn in float32 on the CPU, so a CPU generator gives the same draw on any device
+    and in any precision."""
     alpha = torch.cos(level.to(low.dtype) * math.pi / 2).pow(2).view(-1, 1, 1, 1)  # [B, 1, 1, 1]
-    noise = torch.randn(low.shape, generator=generator, dtype=low.dtype).to(low.device)
+    noise = torch.randn(low.shape, generator=generator).to(low.device, low.dtype)
     return alpha.sqrt() * (2 * low - 1) + (1 - alpha).sqrt() * noise
 
 

@@ -144,6 +144,21 @@ def trained(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def trained_upsampler(tmp_path_factory) -> Path:
+    """A run folder from `train.py experiment=upsampler`, made tiny (32 px scenes, 2 steps): the
+    cascade's second stage for the smoke model, 32 -> 128 px."""
+    from tests.subprocesses import ROOT, run_python
+
+    run_dir = tmp_path_factory.mktemp("upsampler")
+    result = run_python(str(ROOT / "train.py"), "experiment=upsampler", f"run_dir={run_dir}", "data.size=32",
+                        "data.batch_size=2", "data.num_workers=0", "model.unet_config.block_out_channels=[16,32]",
+                        "model.local_width=8", "trainer.max_steps=2", "trainer.sample_every=2",
+                        "trainer.sample_count=1", "trainer.sample_steps=2", "trainer.checkpoint_every=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
 # --- a run of the documented path for real data at scale: train.py experiment=pretrained_shards
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # bundled with scikit-image: no download

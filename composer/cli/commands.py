@@ -37,6 +37,24 @@ def load_pipeline(checkpoint: str, scheduler: str = "ddim", **kwargs) -> Compose
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def upsampler_folder(cfg: DictConfig) -> str | None:
+    """The cascade's upsampler folder when `upsample: true` (None otherwise), checked."""
+    if not cfg.get("upsample"):
+        return None
+    if not cfg.get("upsampler"):
+        raise ValueError("upsample=true needs upsampler=FOLDER (a model from python train.py experiment=upsampler)")
+    return str(cfg.upsampler)
+
+
+def upsample_arguments(cfg: DictConfig) -> dict:
+    """The pipeline's cascade arguments from an app's `upsample`, `upsample_level`, `upsample_steps`."""
+    if cfg.get("upsample_level") is not None:
+        require("upsample_level", cfg.upsample_level, minimum=0, maximum=0.999)
+    require("upsample_steps", cfg.get("upsample_steps", 25), minimum=1, integer=True)
+    return {"upsample": bool(cfg.get("upsample")), "upsample_level": cfg.get("upsample_level"),
+            "upsample_steps": cfg.get("upsample_steps", 25)}
+
+
 # --- numbers ------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ from composer.cli.commands import (
     output_file,
     record_output,
     run_or_exit,
+    upsample_arguments,
+    upsampler_folder,
 )
 from composer.cli.config_files import CONFIG_DIR
 from composer.inference.composite import check_output_depth, composite, save_composite
@@ -37,13 +39,13 @@ def run(cfg: DictConfig) -> Path:
     check_output_depth(cfg.image, out)
     mask = load_mask(cfg.mask, tuple(image.shape[-2:]), cfg.image)[None]  # [1, 1, H, W]
     pipe = load_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
-                          trusted_extractors=cfg.trusted_extractors)
+                          trusted_extractors=cfg.trusted_extractors, upsampler=upsampler_folder(cfg))
     conditions = "all" if cfg.conditions == "all" else names("conditions", cfg.conditions)
     captions = [cfg.caption] if cfg.caption else None
     result = pipe(images=image, captions=captions, conditions=conditions, guidance=cfg.guidance,
                   edit_image=image, edit_mask=mask, edit_context=cfg.context, num_inference_steps=cfg.steps,
                   generator=torch.Generator().manual_seed(cfg.seed), output_type="np", progress=True,
-                  precision=cfg.precision)
+                  precision=cfg.precision, **upsample_arguments(cfg))
     generated = np.round(result.images[0] * 255).astype(np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_composite(composite(cfg.image, generated, mask[0]), out, mask[0])

@@ -25,6 +25,8 @@ from composer.cli.commands import (
     output_file,
     record_output,
     run_or_exit,
+    upsample_arguments,
+    upsampler_folder,
 )
 from composer.cli.config_files import CONFIG_DIR
 from composer.inference.layout import Layout, LayoutClient, load_layout
@@ -75,9 +77,12 @@ def text_tile(text: str, tile: int = 160) -> Image.Image:
 
 
 def grid(
-    columns: list[tuple[str, Image.Image, Image.Image | None]], result: Image.Image, tile: int = 160
+    columns: list[tuple[str, Image.Image, Image.Image | None]], result: Image.Image, tile: int | None = None
 ) -> Image.Image:
-    """One column per source (image above, its representation below), then the result."""
+    """One column per source (image above, its representation below), then the result. Tiles are
+    a whole multiple of the result's size near 160 px (32 px: 160, an upsampled 128 px: 128), so
+    the result is shown pixel for pixel, only enlarged."""
+    tile = tile or result.width * max(1, round(160 / result.width))
     width = (len(columns) + 1) * (tile + 4)
     canvas = Image.new("RGB", (width, 2 * tile + 40), "white")
     draw = ImageDraw.Draw(canvas)
@@ -119,8 +124,8 @@ def run(cfg: DictConfig) -> Path:
     out = output_file(cfg.out, inputs=[*paths.values(), cfg.layout], overwrite=cfg.overwrite,
                       default_name="recombined.png")
     pipe = load_pipeline(cfg.checkpoint, cfg.scheduler, allow_missing_weights=cfg.allow_missing_weights,
-                          trusted_extractors=cfg.trusted_extractors,
-                          prior=load_prior(cfg))
+                          trusted_extractors=cfg.trusted_extractors, prior=load_prior(cfg),
+                          upsampler=upsampler_folder(cfg))
     size = pipe.image_size
     unknown = [name for name in [*paths, *strength] if name not in pipe.condition_names]
     if unknown:
@@ -155,7 +160,8 @@ def run(cfg: DictConfig) -> Path:
     result = pipe(inputs, conditions=conditions, negative=negative, guidance=cfg.guidance,
                   strength=strength, grounding_fraction=cfg.grounding_fraction, box_energy=box_energy,
                   use_prior=cfg.prior.use, num_inference_steps=cfg.steps,
-                  generator=generator, size=(size, size), batch_size=cfg.batch, progress=True, precision=cfg.precision)
+                  generator=generator, size=(size, size), batch_size=cfg.batch, progress=True, precision=cfg.precision,
+                  **upsample_arguments(cfg))
     save_outputs(out, pipe, result.images, paths=paths, images=images, inputs=inputs, caption=caption,
                  prior=cfg.prior.use)
     record_output(cfg, out, conditions_used=conditions)

@@ -112,6 +112,15 @@ class KnownRegion:
     keep: torch.Tensor  # [B, 1, h, w] float, 1 = keep (outside the edit mask)
     noise: torch.Tensor  # [B, C, h, w], fixed for the whole run
 
+    @classmethod
+    def of(cls, model, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None) -> KnownRegion:
+        """The region of `image [B, 3, H, W]` outside `mask [B, 1, H, W]` (1 = regenerate), in
+        `model`'s space; a latent pixel is regenerated if any pixel under it is."""
+        x0 = model.encode(image)
+        keep = 1 - torch.nn.functional.interpolate(mask, size=x0.shape[-2:], mode="area").ceil()
+        noise = torch.randn(x0.shape, generator=generator).to(model.device, x0.dtype)
+        return cls(x0, keep, noise)
+
 
 def impose_known(known: KnownRegion, sample: torch.Tensor, following: torch.Tensor | None, scheduler) -> torch.Tensor:
     """The known region of the source, noised to the next step's level (`following`; None after the

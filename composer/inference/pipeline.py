@@ -30,6 +30,7 @@ from PIL import Image
 
 from composer.checks import MAX_GUIDANCE, require
 from composer.inference.box_energy import BoxEnergy
+from composer.inference.cascade import DEFAULT_LEVEL, UpsampleSettings, low_res_condition, upsample_images
 from composer.inference.hooks import KnownRegion, SamplerHook
 from composer.inference.layout import Layout
 from composer.inference.region import crop, mask_window, paste
@@ -228,17 +229,23 @@ class ComposerPipeline(DiffusionPipeline):
     let it take raw images; without them it takes precomputed condition inputs only. `prior` (a
     `composer.models.prior.EmbeddingPrior`) maps captions to the image-embedding condition. The decomposer,
     the phrase encoder and the prior are registered components, so `.to()` moves them with the model.
+    `upsampler` (a model trained with `experiment=upsampler`) is the cascade's second stage
+    (Composer sec. 3.3): outputs are upsampled `upsample_settings.factor` times; registered too.
     """
 
-    _optional_components = ["decomposer", "phrase_encoder", "prior"]
+    _optional_components = ["decomposer", "phrase_encoder", "prior", "upsampler"]
 
     def __init__(self, model: ComposerModel, scheduler, *, decomposer: Decomposer | None = None,
                  phrase_encoder: PhraseEncoder | None = None, sources: Sequence[ConditionSource] | None = None,
-                 prior: EmbeddingPrior | None = None):
+                 prior: EmbeddingPrior | None = None, upsampler: ComposerModel | None = None,
+                 upsample_settings: UpsampleSettings | None = None):
         super().__init__()
+        if upsampler is not None:
+            low_res_condition(upsampler)  # refuses a model that is not an upsampler
         self.register_modules(model=model, scheduler=scheduler, decomposer=decomposer, phrase_encoder=phrase_encoder,
-                              prior=prior)
+                              prior=prior, upsampler=upsampler)
         self.sources = list(sources or [])
+        self.upsample_settings = upsample_settings or UpsampleSettings()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike, scheduler: str = "ddim", *,
@@ -253,7 +260,8 @@ class ComposerPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, scheduler: str = "ddim", *, annotations: bool = False,
                         allow_missing_weights: bool = False, prior: EmbeddingPrior | None = None,
-                        trusted_extractors: Iterable[str] = ()) -> ComposerPipeline:
+                        trusted_extractors: Iterable[str] = (), upsampler: str | os.PathLike | None = None
+                        ) -> ComposerPipeline:
         """A complete pipeline from a model folder (or a training run's folder): the model, the
         extractors it was trained with (`conditions.yaml` beside its weights), its phrase encoder,
         and `prior` if given. It takes raw images, PIL or tensors, on the CPU (`.to()` moves it):
@@ -273,6 +281,8 @@ class ComposerPipeline(DiffusionPipeline):
             trusted_extractors: extractor classes (`module.Class`) of your own this folder may
                 build; the project's own are always allowed, nothing else (the folder may be
                 someone else's).
+            upsampler: an upsampler's model folder (or run folder), the cascade's second stage;
+                its `conditions.yaml` gives the scale and the default noise level.
         """
         conditions_file = composer_model_folder(path) / "conditions.yaml"
         if not conditions_file.is_file():
@@ -296,7 +306,22 @@ class ComposerPipeline(DiffusionPipeline):
         pipe.register_modules(decomposer=conditioning.decomposer, phrase_encoder=conditioning.phrase_encoder,
                               prior=prior)
         pipe.sources = conditioning.sources
+        if upsampler is not None:
+            pipe.use_upsampler(upsampler, allow_missing_weights=allow_missing_weights)
         return pipe
+
+    def use_upsampler(self, path: str | os.PathLike, *, allow_missing_weights: bool = False) -> None:
+        """The upsampler in the model folder (or run folder) `path`, with the scale and noise level
+        its `conditions.yaml` names."""
+        model = load_model(path, allow_missing_weights=allow_missing_weights).to(self.device, self.dtype)
+        model.to(memory_format=torch.channels_last)
+        name = low_res_condition(model)
+        conditions_file = composer_model_folder(path) / "conditions.yaml"
+        extractor = read_conditions(conditions_file).get(name, {}).get("extractor", {}) \
+            if conditions_file.is_file() else {}
+        self.register_modules(upsampler=model)
+        self.upsample_settings = UpsampleSettings(factor=int(extractor.get("factor", 4)),
+                                                  level=float(extractor.get("sample_level", DEFAULT_LEVEL)))
 
     def use_scheduler(self, name: str) -> None:
         """Swap the scheduler (same noise schedule): ddim, dpm++, euler or unipc."""
@@ -437,7 +462,8 @@ class ComposerPipeline(DiffusionPipeline):
                  batch_size: int | None = None,
                  output_type: str = "pil", progress: bool = True, precision: str = "fp32",
                  callback_on_step_end: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
-                 hooks: Sequence[SamplerHook] = (), **per_condition: object) -> ImagePipelineOutput:
+                 hooks: Sequence[SamplerHook] = (), upsample: bool | None = None, upsample_level: float | None = None,
+                 upsample_steps: int | None = None, **per_condition: object) -> ImagePipelineOutput:
         """Generate under `eps = w * eps(c2) + (1 - w) * eps(c1)` (Composer eq. 2).
 
         Args:
@@ -481,6 +507,12 @@ class ComposerPipeline(DiffusionPipeline):
                 when editing).
             hooks: sampler hooks of your own (`composer.inference.hooks.SamplerHook`), run at every
                 step after the built-in ones (grounding schedule, box energy, known region).
+            upsample: run the cascade's upsampler on the outputs (None: when the pipeline has one).
+                An edit's window is then upsampled too, keeping the photo's pixels outside the
+                mask at the upsampler's resolution, so the edit has `factor` times the detail.
+            upsample_level: the noise level of the low-resolution image (default: the upsampler's
+                `sample_level`).
+            upsample_steps: the upsampler's DDIM steps (default 25).
             **per_condition: a condition's input by its name, as images or files (`sketch=image`)
                 or, for the text condition, a caption (`caption="a red star"`):
                 `images={"sketch": image}, captions=[...]` written per condition.
@@ -498,29 +530,47 @@ class ComposerPipeline(DiffusionPipeline):
                                     use_prior=use_prior, num_inference_steps=num_inference_steps, generator=generator,
                                     latents=latents, progress=progress, callback_on_step_end=callback_on_step_end,
                                     precision=precision, hooks=tuple(hooks))
+        upsampling = self.upsampling(upsample, level=upsample_level, steps=upsample_steps)
         if edit_image is not None:
             result = self._edit(inputs, images, captions, layout, settings, edit_image=edit_image, edit_mask=edit_mask,
-                                context=edit_context)
+                                context=edit_context, upsampling=upsampling)
         else:
             result = self._generate(inputs, images, captions, layout, settings, size=size, batch_size=batch_size)
+            if upsampling is not None:
+                result = upsample_images(self.upsampler, result, upsampling, generator=generator, progress=progress)
         # 5. post-process: a NaN would be written as a black image, exit 0
         if not torch.isfinite(result).all():
             raise FloatingPointError(f"sampling produced non-finite pixels (guidance={guidance}, strength={strength}): "
                                      "lower the guidance or strengths")
         return ImagePipelineOutput(images=self._output(result, output_type))
 
+    def upsampling(self, upsample: bool | None, *, level: float | None = None, steps: int | None = None
+                   ) -> UpsampleSettings | None:
+        """The cascade's settings for one call, or None when it does not upsample."""
+        if upsample is None:
+            upsample = self.upsampler is not None
+        if not upsample:
+            return None
+        if self.upsampler is None:
+            raise ValueError("upsample=True needs an upsampler: ComposerPipeline.from_pretrained(path, "
+                             "upsampler=folder) or pipe.use_upsampler(folder)")
+        defaults = self.upsample_settings
+        return UpsampleSettings(defaults.factor, defaults.level if level is None else float(level),
+                                defaults.steps if steps is None else steps)
+
     def _edit(self, inputs, images, captions, layout, settings: SamplingSettings, *, edit_image: torch.Tensor,
-              edit_mask: torch.Tensor, context: float) -> torch.Tensor:
+              edit_mask: torch.Tensor, context: float, upsampling: UpsampleSettings | None = None) -> torch.Tensor:
         """Region editing at the image's own size: each image's window around its mask is generated
-        at the model's size, scaled back and pasted inside the mask (`composer.inference.region`)."""
+        at the model's size (then upsampled, with `upsampling`), scaled back and pasted inside the
+        mask (`composer.inference.region`)."""
         check_images(edit_image)
         mask = check_masks(edit_mask, edit_image)
         side = self.image_size
         windows = [mask_window(item[0], side, context) for item in mask]
 
-        def crops(batch: torch.Tensor, **kwargs) -> torch.Tensor:  # [B, C, H, W] -> [B, C, side, side]
+        def crops(batch: torch.Tensor, size: int = side, **kwargs) -> torch.Tensor:  # -> [B, C, size, size]
             pairs = zip(batch, windows, strict=True)
-            return torch.stack([crop(item, window, side, **kwargs) for item, window in pairs])
+            return torch.stack([crop(item, window, size, **kwargs) for item, window in pairs])
 
         # Raw images of the edited image's size are read through the same windows.
         cropped = {id(edit_image): crops(edit_image)}
@@ -533,6 +583,11 @@ class ComposerPipeline(DiffusionPipeline):
             images = per_condition[""] if isinstance(images, torch.Tensor) else per_condition
         generated = self._generate(inputs, images, captions, layout, settings, size=None, batch_size=None,
                                    known=(cropped[id(edit_image)], crops(mask, mask=True)))
+        if upsampling is not None:
+            large = side * upsampling.factor
+            generated = upsample_images(self.upsampler, generated, upsampling, generator=settings.generator,
+                                 known=(crops(edit_image, large), crops(mask, large, mask=True)),
+                                 progress=settings.progress)
         original = edit_image.to(generated.device, generated.dtype)
         return torch.stack([paste(image, output, window, item) for image, output, window, item
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
@@ -596,10 +651,7 @@ class ComposerPipeline(DiffusionPipeline):
         if known is not None:
             edit_image, mask = (tensor.to(self.device, self.dtype) for tensor in known)
             all_inputs.update(self._mask_conditions(edit_image, mask))
-            x0 = self.model.encode(edit_image)
-            keep = 1 - torch.nn.functional.interpolate(mask, size=x0.shape[-2:], mode="area").ceil()
-            noise = torch.randn(x0.shape, generator=generator).to(self.device, x0.dtype)
-            region = KnownRegion(x0, keep, noise)
+            region = KnownRegion.of(self.model, edit_image, mask, generator)
         if size is None:
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
 
