@@ -373,13 +373,15 @@ class GridSamples:
             shown = list(itertools.islice((s for s in val_set if isinstance(s, Sample)), cfg.trainer.sample_count))
         names = [source.spec.name for source in run.conditioning.sources]
         # Rows whose conditions this run does not have are left out (checked now, not at the first grid).
-        subsets = {}
+        subsets, left_out = {}, []
         for label, subset in OmegaConf.to_container(cfg.trainer.sample_subsets, resolve=True).items():
             missing = [] if subset == "all" else sorted(set(subset) - set(names))
             if missing:
-                logger.warning("sample grid row %r left out: this run has no condition %s", label, missing)
+                left_out.append(f"{label!r} (no {', '.join(missing)})")
             else:
                 subsets[label] = subset
+        if left_out:
+            logger.warning("sample grid rows left out, this run lacks their conditions: %s", "; ".join(left_out))
         return cls(Collate(cfg.data.max_objects)(shown) if shown else None, subsets)
 
     def save(self, run: Run, step: int) -> None:

@@ -152,9 +152,10 @@ def trained_upsampler(tmp_path_factory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("upsampler")
     result = run_python(str(ROOT / "train.py"), "experiment=upsampler", f"run_dir={run_dir}", "data.size=32",
-                        "data.batch_size=2", "data.num_workers=0", "model.unet_config.block_out_channels=[16,32]",
-                        "model.local_width=8", "trainer.max_steps=2", "trainer.sample_every=2",
-                        "trainer.sample_count=1", "trainer.sample_steps=2", "trainer.checkpoint_every=2")
+                        "data.train.crop=16", "data.batch_size=2", "data.num_workers=0",
+                        "model.unet_config.block_out_channels=[16,32]", "model.local_width=8", "trainer.max_steps=2",
+                        "trainer.sample_every=2", "trainer.sample_count=1", "trainer.sample_steps=2",
+                        "trainer.checkpoint_every=2")
     assert result.returncode == 0, result.stderr[-2000:]
     return run_dir
 

@@ -2,6 +2,8 @@
 `train.py experiment=upsampler` to 128 px, through the pipeline, `composer.recombine` and
 `composer.edit`."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,38 @@ def test_edit_upsampled_keeps_every_pixel_outside_the_mask(trained, trained_upsa
         assert outputs[upsampled].shape == photo.shape
         assert (outputs[upsampled][mask == 0] == photo[mask == 0]).all()
     assert (outputs[True][mask > 0] != outputs[False][mask > 0]).any()  # the region came through the upsampler
+
+
+def _evaluate_upsampler(path, capsys, *extra):
+    from composer.evaluation.upsampling import main
+
+    main(["--upsampler", str(path), "--n", "3", "--steps", "2", "--batch-size", "2", *extra])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_upsampler_evaluation_measures_each_level_against_bicubic_and_repeats(trained_upsampler, capsys):
+    report = _evaluate_upsampler(trained_upsampler, capsys, "--levels", "0.1", "0.3")
+    assert set(report["methods"]) == {"bicubic", "nearest", "upsampler@0.1", "upsampler@0.3"}
+    assert (report["scenes"], report["low_size"], report["size"]) == (3, 32, 128)
+    bicubic, upsampled = report["methods"]["bicubic"], report["methods"]["upsampler@0.1"]
+    # The paired difference is the difference of the means (same scenes, same order).
+    for key in ("psnr", "edge_f1"):
+        difference = upsampled[f"{key}_minus_bicubic"]["mean"]
+        assert difference == pytest.approx(upsampled[key]["mean"] - bicubic[key]["mean"], abs=1e-3)
+    assert 0 < bicubic["psnr"]["mean"] < 100 and 0 <= bicubic["edge_f1"]["mean"] <= 1
+    assert _evaluate_upsampler(trained_upsampler, capsys, "--levels", "0.1", "0.3") == report
+
+
+@pytest.mark.parametrize("arguments, message", [(["--levels", "1.5"], "--levels must be in [0, 1), got 1.5"),
+                                                (["--n", "0"], "--n must be >= 1, got 0")])
+def test_the_upsampler_evaluation_refuses_bad_settings(trained_upsampler, capsys, arguments, message):
+    from composer.evaluation.upsampling import main
+
+    with pytest.raises(SystemExit):
+        main(["--upsampler", str(trained_upsampler), *arguments])
+    assert message in capsys.readouterr().err
+
+
+def test_the_upsampler_evaluation_refuses_a_base_model(trained, capsys):
+    with pytest.raises(ValueError, match="an upsampler has exactly one condition"):
+        _evaluate_upsampler(trained, capsys)

@@ -52,8 +52,8 @@ def low_res_condition(model: ComposerModel) -> str:
 
 
 def upsample_images(model: ComposerModel, images: torch.Tensor, settings: UpsampleSettings, *,
-             generator: torch.Generator | None = None, known: tuple[torch.Tensor, torch.Tensor] | None = None,
-             progress: bool = False) -> torch.Tensor:
+                    generator: torch.Generator | None = None, known: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    progress: bool = False) -> torch.Tensor:
     """`images [B, 3, h, w]` in [0, 1] -> `[B, 3, h * factor, w * factor]` in [0, 1].
 
     `known = (image, mask)` at the output's size (`mask` 1 = regenerate): the image's pixels are

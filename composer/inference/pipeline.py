@@ -152,6 +152,19 @@ def load_model(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = F
     return model.eval()
 
 
+def load_upsampler(checkpoint: str | os.PathLike, *, allow_missing_weights: bool = False
+                   ) -> tuple[ComposerModel, UpsampleSettings]:
+    """An upsampler (`train.py experiment=upsampler`) from its model or run folder, with the scale
+    and sampling noise level its `conditions.yaml` names; a model that is not one is refused."""
+    model = load_model(checkpoint, allow_missing_weights=allow_missing_weights)
+    name = low_res_condition(model)
+    conditions_file = composer_model_folder(checkpoint) / "conditions.yaml"
+    extractor = read_conditions(conditions_file).get(name, {}).get("extractor", {}) \
+        if conditions_file.is_file() else {}
+    return model, UpsampleSettings(factor=int(extractor.get("factor", 4)),
+                                   level=float(extractor.get("sample_level", DEFAULT_LEVEL)))
+
+
 def _first(keys: Sequence[str], count: int = 3) -> str:
     return ", ".join(keys[:count]) + (f" and {len(keys) - count} more" if len(keys) > count else "")
 
@@ -313,15 +326,10 @@ class ComposerPipeline(DiffusionPipeline):
     def use_upsampler(self, path: str | os.PathLike, *, allow_missing_weights: bool = False) -> None:
         """The upsampler in the model folder (or run folder) `path`, with the scale and noise level
         its `conditions.yaml` names."""
-        model = load_model(path, allow_missing_weights=allow_missing_weights).to(self.device, self.dtype)
+        model, self.upsample_settings = load_upsampler(path, allow_missing_weights=allow_missing_weights)
+        model = model.to(self.device, self.dtype)
         model.to(memory_format=torch.channels_last)
-        name = low_res_condition(model)
-        conditions_file = composer_model_folder(path) / "conditions.yaml"
-        extractor = read_conditions(conditions_file).get(name, {}).get("extractor", {}) \
-            if conditions_file.is_file() else {}
         self.register_modules(upsampler=model)
-        self.upsample_settings = UpsampleSettings(factor=int(extractor.get("factor", 4)),
-                                                  level=float(extractor.get("sample_level", DEFAULT_LEVEL)))
 
     def use_scheduler(self, name: str) -> None:
         """Swap the scheduler (same noise schedule): ddim, dpm++, euler or unipc."""
