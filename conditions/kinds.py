@@ -114,6 +114,11 @@ class ConditionKind:
         """The input between `a` (t = 0) and `b` (t = 1); by default the nearer end."""
         return a if t < 0.5 else b
 
+    def x0_base(self, value, size: tuple[int, int]) -> torch.Tensor | None:
+        """An estimate of x0 `[B, C, h, w]` from this kind's input, which a residual model diffuses
+        the difference to (`ComposerModel(residual=True)`); None for kinds that give none."""
+        return None
+
 
 _REGISTRY: dict[str, ConditionKind] = {}
 

@@ -80,6 +80,11 @@ class LowResKind(ConditionKind):
     def input_from(self, representation) -> LowResInput:
         return LowResInput(representation.image, representation.level)
 
+    def x0_base(self, value: LowResInput, size: tuple[int, int]) -> torch.Tensor:
+        """The low-resolution image enlarged bicubically to `size`, in [-1, 1]-space (noised as
+        given): what a residual upsampler adds detail to (SRDiff, Li et al. 2022)."""
+        return F.interpolate(value.image.float(), size=size, mode="bicubic", align_corners=False)
+
     def interpolate(self, a: LowResInput, b: LowResInput, t: float) -> LowResInput:
         image = torch.lerp(a.image.float(), b.image.float(), t)
         return LowResInput(image, torch.lerp(a.level.float(), b.level.float(), t))

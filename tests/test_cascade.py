@@ -159,3 +159,19 @@ def test_the_upsampler_evaluation_refuses_bad_settings(trained_upsampler, capsys
 def test_the_upsampler_evaluation_refuses_a_base_model(trained, capsys):
     with pytest.raises(ValueError, match="an upsampler has exactly one condition"):
         _evaluate_upsampler(trained, capsys)
+
+
+def test_the_cascade_evaluation_measures_the_base_models_outputs_enlarged(trained, trained_upsampler, tmp_path,
+                                                                          capsys):
+    report = _evaluate_upsampler(trained_upsampler, capsys, "--base", str(trained), "--levels", "0.2",
+                                 "--parser-cache", str(tmp_path), "--parser-steps", "2", "--parser-scenes", "4")
+    assert (report["scenes"], report["size"]) == (3, 128)
+    cascade = report["cascade"]
+    assert set(cascade) == {"true render", "bicubic", "upsampler@0.2"}
+    # The true render is its own ground truth: identical pixels and edges.
+    assert cascade["true render"]["psnr"]["mean"] == 100 and cascade["true render"]["edge_f1"]["mean"] == 1
+    for measure in ("psnr", "edge_f1", "foreground_iou"):
+        upsampled = cascade["upsampler@0.2"]
+        difference = upsampled[f"{measure}_minus_bicubic"]["mean"]
+        assert difference == pytest.approx(upsampled[measure]["mean"] - cascade["bicubic"][measure]["mean"], abs=1e-3)
+    assert any(path.name.startswith("scene-parser-128px") for path in tmp_path.iterdir())

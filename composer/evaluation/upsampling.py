@@ -1,13 +1,17 @@
 """Does the cascade's upsampler add detail that bicubic enlargement cannot? (Composer, Huang et al.
 2023, sec. 3.3; SR3, Saharia et al. 2021, reports PSNR against bicubic the same way.)
 
-    python -m composer.evaluation.upsampling --upsampler runs/upsampler --n 64 --levels 0.1 0.2 0.3
+    python -m composer.evaluation.upsampling --upsampler runs/upsampler --levels 0.1 0.2 0.3
+    python -m composer.evaluation.upsampling --upsampler runs/upsampler --base runs/default
 
 The built-in scenes render at any size, so each held-out scene gives a true low-resolution render
 (what a base model at that size is trained to draw) and the render at `factor` times the size as
 ground truth. Each method enlarges the low-resolution render; its output is measured against the
 large render: PSNR, and edge F1 of its sketch against the large render's sketch (the same
-`ClassicalSketch` reads both). Prints JSON: mean and standard error per method and level.
+`ClassicalSketch` reads both). With `--base`, the cascade: the base model's outputs from all
+conditions, enlarged by bicubic and by the upsampler, are measured against the large renders, and
+a scene parser trained at the large size reads their foreground (objects against the true masks).
+Prints JSON: mean and standard error per method and level, and paired differences to bicubic.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from composer.evaluation.metrics import edge_f1, psnr
+from composer.evaluation.metrics import edge_f1, mask_iou, psnr
 from composer.inference.cascade import UpsampleSettings, upsample_images
 from composer.inference.pipeline import load_upsampler
 from composer.models.composer_model import ComposerModel
@@ -87,28 +91,122 @@ def evaluate_upsampler(model: ComposerModel, low: torch.Tensor, high: torch.Tens
     return report
 
 
+def base_outputs(pipe, count: int, *, steps: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The base model's outputs from all conditions of the first `count` held-out scenes at its own
+    size, `[N, 3, h, w]`: what the cascade hands to the upsampler (guidance 1, as the evaluation's
+    all-conditions run)."""
+    from composer.data import Collate
+    from composer.models.inputs import batch_inputs
+
+    scenes = SceneDataset(pipe.image_size, split="val", seed=seed)
+    outputs = []
+    for start in tqdm(range(0, count, batch_size), desc="base model, all conditions"):
+        batch = Collate(30)([scenes[i] for i in range(start, min(start + batch_size, count))])
+        generator = torch.Generator().manual_seed(seed + start)
+        with torch.no_grad():
+            inputs = batch_inputs(pipe.decomposer, pipe.sources, pipe.phrase_encoder, batch.to(pipe.device, pipe.dtype),
+                                  generator=generator)
+        outputs.append(pipe(inputs, conditions="all", guidance=1.0, num_inference_steps=steps, generator=generator,
+                            output_type="pt", progress=False, upsample=False).images.float().cpu())
+    return torch.cat(outputs)
+
+
+def foreground_iou(images: torch.Tensor, masks: list[torch.Tensor], parser) -> torch.Tensor:
+    """IoU `[N]` of the pixels `parser` reads as objects with the union of each scene's true masks."""
+    classes, _ = parser.parse(images)
+    union = torch.stack([m.any(0) if len(m) else torch.zeros(images.shape[-2:], dtype=torch.bool) for m in masks])
+    return mask_iou((classes.cpu() > 0)[:, None], union[:, None])[:, 0]
+
+
+def evaluate_cascade(pipe, low_outputs: torch.Tensor, *, parser, levels: list[float], steps: int, batch_size: int,
+                     seed: int) -> dict:
+    """The base model's outputs enlarged by bicubic and by the upsampler, against the true large
+    renders: PSNR, sketch edge F1 and foreground IoU (the true large render's reading: the ceiling)."""
+    factor = pipe.upsample_settings.factor
+    scenes = SceneDataset(low_outputs.shape[-1] * factor, split="val", seed=seed)
+    rendered = [scenes.render(i) for i in range(len(low_outputs))]
+    high, masks = torch.stack([r.image for r in rendered]), [r.masks for r in rendered]
+    sketch = ClassicalSketch()
+
+    def scores(outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        values = fidelity(outputs, high, sketch)
+        values["foreground_iou"] = foreground_iou(outputs.clamp(0, 1), masks, parser)
+        return values
+
+    methods = {"true render": scores(high), "bicubic": scores(bicubic(low_outputs, factor))}
+    with torch.inference_mode():
+        for level in levels:
+            settings = UpsampleSettings(factor=factor, level=level, steps=steps)
+            methods[f"upsampler@{level}"] = scores(upsample_batched(pipe.upsampler, low_outputs, settings,
+                                                                    batch_size=batch_size, seed=seed))
+    report = {}
+    for name, values in methods.items():
+        report[name] = {key: summary(value) for key, value in values.items()}
+        if name.startswith("upsampler"):
+            report[name].update({f"{key}_minus_bicubic": summary(value - methods["bicubic"][key])
+                                 for key, value in values.items()})
+    return report
+
+
+def comparison_grid(model: ComposerModel, low: torch.Tensor, high: torch.Tensor, *, levels: list[float], steps: int,
+                    seed: int):
+    """A PIL grid: per row, the 32 px render (nearest), bicubic, the upsampler at each level, the truth."""
+    from composer.inference.grids import grid_image
+
+    factor = high.shape[-1] // low.shape[-1]
+    rows = {"32 px input": F.interpolate(low, scale_factor=factor, mode="nearest"), "bicubic": bicubic(low, factor)}
+    with torch.inference_mode():
+        for level in levels:
+            settings = UpsampleSettings(factor=factor, level=level, steps=steps)
+            rows[f"upsampler, level {level}"] = upsample_batched(model, low, settings, batch_size=len(low), seed=seed)
+    rows["128 px render"] = high
+    return grid_image(rows, tile=high.shape[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m composer.evaluation.upsampling",
                                      description="the upsampler against bicubic on held-out scenes")
     parser.add_argument("--upsampler", required=True, help="a model or run folder from train.py experiment=upsampler")
+    parser.add_argument("--base", help="a base model or run folder: also measure the cascade from its outputs")
     parser.add_argument("--n", type=int, default=64, help="held-out scenes (default 64)")
-    parser.add_argument("--low-size", type=int, default=32, help="the low-resolution render's size in px (default 32)")
-    parser.add_argument("--levels", type=float, nargs="+", default=[0.2], help="noise levels of the low-res image")
-    parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
+    parser.add_argument("--levels", type=float, nargs="+", help="noise levels of the low-res image (default: the "
+                        "upsampler's sample_level)")
+    parser.add_argument("--steps", type=int, default=25, help="DDIM steps of each model (default 25)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grid", help="also write a PNG of the first 4 scenes: 32 px, bicubic, the upsampler, truth")
+    parser.add_argument("--parser-cache", default="~/.cache/composer", help="where the scene parser is kept (--base)")
+    parser.add_argument("--parser-steps", type=int, default=400, help="the scene parser's training steps (--base)")
+    parser.add_argument("--parser-scenes", type=int, default=2048, help="the scene parser's training scenes (--base)")
     args = parser.parse_args(argv)
-    for name, value, low in (("--n", args.n, 1), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1)):
-        if value < low:
-            parser.error(f"{name} must be >= {low}, got {value}")
-    for level in args.levels:
+    for name, value in (("--n", args.n), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--parser-steps", args.parser_steps), ("--parser-scenes", args.parser_scenes)):
+        if value < 1:
+            parser.error(f"{name} must be >= 1, got {value}")
+    for level in args.levels or []:
         if not 0 <= level < 1:
             parser.error(f"--levels must be in [0, 1), got {level}")
     model, settings = load_upsampler(args.upsampler)
-    low, high = scene_pairs(args.n, low_size=args.low_size, factor=settings.factor, seed=args.seed)
-    report = evaluate_upsampler(model, low, high, levels=args.levels, steps=args.steps, batch_size=args.batch_size,
-                                seed=args.seed)
-    report["upsampler"] = str(args.upsampler)
+    args.levels = args.levels or [settings.level]
+    report = {"upsampler": str(args.upsampler)}
+    if args.base is None:
+        low, high = scene_pairs(args.n, low_size=32, factor=settings.factor, seed=args.seed)
+        report.update(evaluate_upsampler(model, low, high, levels=args.levels, steps=args.steps,
+                                         batch_size=args.batch_size, seed=args.seed))
+        if args.grid:
+            grid = comparison_grid(model, low[:4], high[:4], levels=args.levels, steps=args.steps, seed=args.seed)
+            grid.save(args.grid)
+    else:
+        from composer.inference.pipeline import ComposerPipeline
+        from composer.scenes.parser import cached_scene_parser
+
+        pipe = ComposerPipeline.from_pretrained(args.base, upsampler=args.upsampler)
+        outputs = base_outputs(pipe, args.n, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+        reader = cached_scene_parser(pipe.image_size * settings.factor, args.parser_cache, args.parser_steps,
+                                     scenes=args.parser_scenes).eval()
+        report.update(base=str(args.base), scenes=args.n, size=pipe.image_size * settings.factor, steps=args.steps,
+                      cascade=evaluate_cascade(pipe, outputs, parser=reader, levels=args.levels, steps=args.steps,
+                                               batch_size=args.batch_size, seed=args.seed))
     json.dump(report, sys.stdout, indent=1)
     print()
 

@@ -659,7 +659,8 @@ class ComposerPipeline(DiffusionPipeline):
         if known is not None:
             edit_image, mask = (tensor.to(self.device, self.dtype) for tensor in known)
             all_inputs.update(self._mask_conditions(edit_image, mask))
-            region = KnownRegion.of(self.model, edit_image, mask, generator)
+            base = self.model.x0_base(all_inputs, self.model.latent_size(*edit_image.shape[-2:]))
+            region = KnownRegion.of(self.model, edit_image, mask, generator, base=base)
         if size is None:
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
 

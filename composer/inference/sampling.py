@@ -90,6 +90,9 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
     hooks += [StepCallback(callback)] if callback is not None else []
     sample = denoising_loop(model, sample, early, scheduler=scheduler, predict=TwoSubsetGuidance(guidance), hooks=hooks,
                             generator=generator, progress=progress)
+    base = model.x0_base(inputs, (height, width))
+    if base is not None:  # a residual model's x0 is the image minus the estimate from its input
+        sample = sample + base
     return model.decode(sample) if decode else sample
 
 

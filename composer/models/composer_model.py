@@ -28,7 +28,7 @@ from torch import nn
 
 from composer.models.box_attention import BoxedTokens, mask_attention_by_boxes
 from composer.models.local_residuals import LocalResiduals, skip_shapes
-from conditions import Conditioner, ConditionOutputs, ConditionSpec
+from conditions import Conditioner, ConditionKind, ConditionOutputs, ConditionSpec
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 # "input": Composer's concatenation with z_t only; "multiscale": also a residual on every skip
@@ -107,6 +107,7 @@ class ComposerModel(ModelMixin, ConfigMixin):
         local_hidden: int = 16,
         local_levels: int = 0,
         grounding_attention: str = "global",
+        residual: bool = False,
     ):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
@@ -143,6 +144,9 @@ class ComposerModel(ModelMixin, ConfigMixin):
         self.conditioner = Conditioner(specs, time_dim, context_dim, local_width,
                                        local_downsample=self.vae_scale_factor, global_tokens=global_tokens,
                                        max_objects=max_objects, local_hidden=local_hidden, local_levels=local_levels)
+        if residual and (self.vae is not None or not any(self._gives_x0_base(spec) for spec in specs)):
+            raise ValueError("residual=True needs a pixel-space model with a condition that estimates x0 "
+                             "(kind low_res): it diffuses the difference to that estimate")
         if not train_base:
             self.freeze_base()
 
@@ -266,6 +270,25 @@ class ComposerModel(ModelMixin, ConfigMixin):
         if self.vae is not None:
             x0 = self.vae.decode(x0.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         return ((x0.float() + 1) / 2).clamp(0, 1)
+
+    # --- residual models (an upsampler that adds detail to its enlarged low-res image) ------
+
+    @staticmethod
+    def _gives_x0_base(spec: ConditionSpec) -> bool:
+        return type(spec.condition_kind).x0_base is not ConditionKind.x0_base
+
+    def x0_base(self, inputs: Mapping[str, object], size: tuple[int, int]) -> torch.Tensor | None:
+        """With `residual=True` (SRDiff, Li et al. 2022), what the UNet's x0 is relative to: the
+        estimate `[B, C, h, w]` of the first condition whose kind gives one (the low-res image
+        enlarged), read from `inputs` whatever the branch keeps; the denoised x0 is the image minus
+        it. None for other models, whose x0 is the image."""
+        if not self.config.residual:
+            return None
+        for name, spec in self.conditioner.specs.items():
+            if self._gives_x0_base(spec) and name in inputs:
+                return spec.condition_kind.x0_base(inputs[name], size).to(self.device, self.unet.dtype)
+        wanted = [name for name, spec in self.conditioner.specs.items() if self._gives_x0_base(spec)]
+        raise ValueError(f"this residual model needs the input of {wanted}: its x0 is relative to it")
 
     # --- conditions and prediction ----------------------------------------------------------
 

@@ -80,6 +80,9 @@ class DiffusionObjective:
         network: ComposerModel = extract_model_from_parallel(model)
         batch, device = images.shape[0], network.device
         x0 = network.encode(images, generator)  # [B, C, h, w]
+        base = network.x0_base(inputs, tuple(x0.shape[-2:]))
+        if base is not None:  # a residual model denoises the image minus its estimate (SRDiff)
+            x0 = x0 - base
         if keep is None:
             keep = self.draw_keep(batch, generator, device)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,),
