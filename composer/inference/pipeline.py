@@ -594,8 +594,8 @@ class ComposerPipeline(DiffusionPipeline):
         if upsampling is not None:
             large = side * upsampling.factor
             generated = upsample_images(self.upsampler, generated, upsampling, generator=settings.generator,
-                                 known=(crops(edit_image, large), crops(mask, large, mask=True)),
-                                 progress=settings.progress)
+                                        known=(crops(edit_image, large), crops(mask, large, mask=True)),
+                                        progress=settings.progress)
         original = edit_image.to(generated.device, generated.dtype)
         return torch.stack([paste(image, output, window, item) for image, output, window, item
                             in zip(original, generated, windows, mask.to(generated.device), strict=True)])
