@@ -59,6 +59,18 @@ def summary(values: torch.Tensor) -> dict[str, float]:
     return {"mean": round(values.mean().item(), 4), "sem": round(error, 4)}
 
 
+def method_report(methods: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict]:
+    """`{method: {measure: [N]}}` -> mean and standard error per measure; each upsampler entry also
+    gets its paired difference to bicubic (the same scenes under both methods)."""
+    report = {}
+    for name, values in methods.items():
+        report[name] = {key: summary(value) for key, value in values.items()}
+        if name.startswith("upsampler"):
+            report[name].update({f"{key}_minus_bicubic": summary(value - methods["bicubic"][key])
+                                 for key, value in values.items()})
+    return report
+
+
 def upsample_batched(model: ComposerModel, low: torch.Tensor, settings: UpsampleSettings, *, batch_size: int,
                      seed: int) -> torch.Tensor:
     """The upsampler on `low [N, 3, h, w]` in batches, each from its own seeded generator."""
@@ -75,20 +87,15 @@ def evaluate_upsampler(model: ComposerModel, low: torch.Tensor, high: torch.Tens
     """Bicubic, nearest and the upsampler at each noise level in `levels`, against `high`."""
     factor = high.shape[-1] // low.shape[-1]
     sketch = ClassicalSketch()
-    report = {"scenes": len(low), "low_size": low.shape[-1], "size": high.shape[-1], "steps": steps, "methods": {}}
-    baselines = {"bicubic": bicubic(low, factor), "nearest": F.interpolate(low, scale_factor=factor, mode="nearest")}
-    for name, outputs in baselines.items():
-        report["methods"][name] = {key: summary(value) for key, value in fidelity(outputs, high, sketch).items()}
-    bicubic_scores = fidelity(baselines["bicubic"], high, sketch)
+    methods = {"bicubic": fidelity(bicubic(low, factor), high, sketch),
+               "nearest": fidelity(F.interpolate(low, scale_factor=factor, mode="nearest"), high, sketch)}
     with torch.inference_mode():
         for level in levels:
             settings = UpsampleSettings(factor=factor, level=level, steps=steps)
-            scores = fidelity(upsample_batched(model, low, settings, batch_size=batch_size, seed=seed), high, sketch)
-            entry = {key: summary(value) for key, value in scores.items()}
-            # Paired differences: the same scenes under both methods.
-            entry.update({f"{key}_minus_bicubic": summary(scores[key] - bicubic_scores[key]) for key in scores})
-            report["methods"][f"upsampler@{level}"] = entry
-    return report
+            outputs = upsample_batched(model, low, settings, batch_size=batch_size, seed=seed)
+            methods[f"upsampler@{level}"] = fidelity(outputs, high, sketch)
+    return {"scenes": len(low), "low_size": low.shape[-1], "size": high.shape[-1], "steps": steps,
+            "methods": method_report(methods)}
 
 
 def base_outputs(pipe, count: int, *, steps: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -139,13 +146,7 @@ def evaluate_cascade(pipe, low_outputs: torch.Tensor, *, parser, levels: list[fl
             settings = UpsampleSettings(factor=factor, level=level, steps=steps)
             methods[f"upsampler@{level}"] = scores(upsample_batched(pipe.upsampler, low_outputs, settings,
                                                                     batch_size=batch_size, seed=seed))
-    report = {}
-    for name, values in methods.items():
-        report[name] = {key: summary(value) for key, value in values.items()}
-        if name.startswith("upsampler"):
-            report[name].update({f"{key}_minus_bicubic": summary(value - methods["bicubic"][key])
-                                 for key, value in values.items()})
-    return report
+    return method_report(methods)
 
 
 def comparison_grid(model: ComposerModel, low: torch.Tensor, high: torch.Tensor, *, levels: list[float], steps: int,

@@ -68,7 +68,7 @@ def upsample_images(model: ComposerModel, images: torch.Tensor, settings: Upsamp
     region = None
     if known is not None:
         image, mask = (tensor.to(model.device, model.dtype) for tensor in known)
-        region = KnownRegion.of(model, image, mask, generator, base=model.x0_base(inputs, size))
+        region = KnownRegion.of(model, image, mask, generator, inputs=inputs)
     on, off = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
     return guided_sample(model, inputs, {name: on.to(model.device)}, {name: off.to(model.device)}, size=size,
                          guidance=1.0, steps=settings.steps, generator=generator, progress=progress,

@@ -114,12 +114,11 @@ class KnownRegion:
 
     @classmethod
     def of(cls, model, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, *,
-           base: torch.Tensor | None = None) -> KnownRegion:
+           inputs=None) -> KnownRegion:
         """The region of `image [B, 3, H, W]` outside `mask [B, 1, H, W]` (1 = regenerate), in
-        `model`'s space (minus `base`, a residual model's x0 estimate); a latent pixel is
-        regenerated if any pixel under it is."""
-        x0 = model.encode(image)
-        x0 = x0 if base is None else x0 - base
+        `model`'s space (`inputs`: the conditions, which a residual model's x0 is relative to); a
+        latent pixel is regenerated if any pixel under it is."""
+        x0 = model.encode(image, inputs=inputs)
         keep = 1 - torch.nn.functional.interpolate(mask, size=x0.shape[-2:], mode="area").ceil()
         noise = torch.randn(x0.shape, generator=generator).to(model.device, x0.dtype)
         return cls(x0, keep, noise)

@@ -29,9 +29,7 @@ def ddim_invert(model, images: torch.Tensor, inputs: Mapping[str, object], keep:
     which sampling under `keep` (c1) with DDIM returns `images`. Sample from it under c2 to edit."""
     scheduler = DDIMInverseScheduler.from_config(model.scheduler_config)
     scheduler.set_timesteps(steps, device=model.device)
-    sample = model.encode(images.to(model.device))
-    base = model.x0_base(inputs, tuple(sample.shape[-2:]))
-    sample = sample if base is None else sample - base  # a residual model's space
+    sample = model.encode(images.to(model.device), inputs=inputs)
     batch = sample.shape[0]
     nothing = {name: torch.zeros_like(value) for name, value in keep.items()}
     both = concat_outputs(model.condition(inputs, keep, batch, tuple(sample.shape[-2:])),

@@ -659,8 +659,7 @@ class ComposerPipeline(DiffusionPipeline):
         if known is not None:
             edit_image, mask = (tensor.to(self.device, self.dtype) for tensor in known)
             all_inputs.update(self._mask_conditions(edit_image, mask))
-            base = self.model.x0_base(all_inputs, self.model.latent_size(*edit_image.shape[-2:]))
-            region = KnownRegion.of(self.model, edit_image, mask, generator, base=base)
+            region = KnownRegion.of(self.model, edit_image, mask, generator, inputs=all_inputs)
         if size is None:
             size = tuple(reference.shape[-2:]) if reference is not None else (self.image_size,) * 2
 

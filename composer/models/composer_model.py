@@ -256,13 +256,18 @@ class ComposerModel(ModelMixin, ConfigMixin):
         return height // self.vae_scale_factor, width // self.vae_scale_factor
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [0, 1] -> x0 in the space the UNet denoises (pixels in [-1, 1], or VAE latents)."""
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None, *,
+               inputs: Mapping[str, object] | None = None) -> torch.Tensor:
+        """Images in [0, 1] -> x0 in the space the UNet denoises (pixels in [-1, 1], or VAE latents).
+        With the condition `inputs`, a residual model's x0 is the image minus its estimate (`x0_base`)."""
         pixels = images * 2 - 1
         if self.vae is None:
-            return pixels
-        latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.sample(generator)
-        return latents * self.vae.config.scaling_factor
+            x0 = pixels
+        else:
+            latents = self.vae.encode(pixels.to(self.vae.dtype)).latent_dist.sample(generator)
+            x0 = latents * self.vae.config.scaling_factor
+        base = self.x0_base(inputs, tuple(x0.shape[-2:])) if inputs is not None else None
+        return x0 if base is None else x0 - base
 
     @torch.no_grad()
     def decode(self, x0: torch.Tensor) -> torch.Tensor:

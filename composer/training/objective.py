@@ -79,10 +79,7 @@ class DiffusionObjective:
         """
         network: ComposerModel = extract_model_from_parallel(model)
         batch, device = images.shape[0], network.device
-        x0 = network.encode(images, generator)  # [B, C, h, w]
-        base = network.x0_base(inputs, tuple(x0.shape[-2:]))
-        if base is not None:  # a residual model denoises the image minus its estimate (SRDiff)
-            x0 = x0 - base
+        x0 = network.encode(images, generator, inputs=inputs)  # [B, C, h, w]; a residual model's: minus its estimate
         if keep is None:
             keep = self.draw_keep(batch, generator, device)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,),
