@@ -102,8 +102,8 @@ def test_recombine_upsamples_on_request(trained, trained_upsampler, scene_file, 
     assert grid.shape[0] == 2 * 128 + 40
     result = grid[16:144, -132:-4]  # the last column
     assert (result[1::4] != result[::4]).any()  # 128 rows of their own, not 32 rows enlarged
-    missing = run_app("composer.recombine", *common, "upsample=true", f"out={tmp_path / 'missing.png'}")
-    assert missing.returncode != 0 and "upsampler=FOLDER" in missing.stderr
+    wrong = run_app("composer.recombine", *common, "upsample=sometimes", f"out={tmp_path / 'wrong.png'}")
+    assert wrong.returncode == 2 and "expected true, false or auto" in wrong.stderr
 
 
 def test_edit_upsampled_keeps_every_pixel_outside_the_mask(trained, trained_upsampler, tmp_path):

@@ -66,6 +66,28 @@ def test_evaluate_writes_the_report(trained, tmp_path):
     # sources and 4 readings; unconditional, all; 9 conditions; 3 from captions, recombination, edit
     rows = 5 + 2 + 9 + 5
     assert grid.height == rows * (96 + 2) and grid.width > 2 * 96
+    _check_quality_against_compute(report, out, tmp_path)
+
+
+def _check_quality_against_compute(report: dict, out, tmp_path):
+    """`python -m composer.evaluation.compute` reads the report's main numbers into its table and plot."""
+    result = run_python("-m", "composer.evaluation.compute", f"short=2:{out}", f"same=3.5:{out / 'report.json'}",
+                        "--plot", str(tmp_path / "compute.png"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| measure | short (2 min) | same (3.5 min) |"
+    psnr = f"{report['all_conditions']['psnr']['all']['mean']:.3f}"
+    assert f"| all: PSNR ↑ | {psnr} | {psnr} |" in lines
+    boxes = next(row for row in report["fidelity"] if row["metric"] == "grounding/objects_found")
+    found = f"| grounding alone: objects_found ↑ | {boxes['alone']['mean']:.3f} |"
+    assert any(line.startswith(found) for line in lines)
+    assert any(line.startswith("| unconditional: Fréchet ↓ |") for line in lines)
+    assert any(line.startswith("| planned layout: count_right ↑ |") for line in lines)
+    # one row per condition and measure, plus all, the planned layout's three checks, Fréchet
+    assert len(lines) == 2 + 1 + len(report["fidelity"]) + 3 + 1
+    assert Image.open(tmp_path / "compute.png").width > 300
+    bad = run_python("-m", "composer.evaluation.compute", f"nominutes:{out}")
+    assert bad.returncode == 2 and "expected NAME=MINUTES:RUN" in bad.stderr
 
 
 def test_evaluate_bad_input_is_one_line(trained, tmp_path):

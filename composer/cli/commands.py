@@ -37,13 +37,35 @@ def load_pipeline(checkpoint: str, scheduler: str = "ddim", **kwargs) -> Compose
     return pipe.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
+UPSAMPLE_CHOICES = (True, False, "auto")
+
+
+def use_shipped_models(cfg: DictConfig) -> None:
+    """Fill in the models a command runs, in `cfg` (so the index records them): without
+    `checkpoint=`, the zoo's scenes model; `upsample: auto` turns the cascade on for it and
+    whenever `upsampler=` is given; a cascade without `upsampler=` takes the zoo's. Which shipped
+    model runs is said on stderr."""
+    from composer.zoo import shipped
+
+    upsample = cfg.get("upsample", False)
+    if upsample not in UPSAMPLE_CHOICES:
+        raise ValueError(f"upsample={upsample!r}: expected true, false or auto")
+    if upsample == "auto":
+        upsample = not cfg.get("checkpoint") or bool(cfg.get("upsampler"))
+    if not cfg.get("checkpoint"):
+        cfg.checkpoint = str(shipped("composer"))
+        print(f"no checkpoint= given: using the shipped scenes model {cfg.checkpoint} (docs/zoo.md)", file=sys.stderr)
+    if "upsample" not in cfg:
+        return
+    cfg.upsample = upsample
+    if upsample and not cfg.get("upsampler"):
+        cfg.upsampler = str(shipped("upsampler"))
+        print(f"upsample: using the shipped upsampler {cfg.upsampler} (docs/cascade.md)", file=sys.stderr)
+
+
 def upsampler_folder(cfg: DictConfig) -> str | None:
-    """The cascade's upsampler folder when `upsample: true` (None otherwise), checked."""
-    if not cfg.get("upsample"):
-        return None
-    if not cfg.get("upsampler"):
-        raise ValueError("upsample=true needs upsampler=FOLDER (a model from python train.py experiment=upsampler)")
-    return str(cfg.upsampler)
+    """The cascade's upsampler folder when `upsample` is on (None otherwise), after `use_shipped_models`."""
+    return str(cfg.upsampler) if cfg.get("upsample") else None
 
 
 def upsample_arguments(cfg: DictConfig) -> dict:

@@ -25,6 +25,7 @@ from composer.cli.commands import (
     run_or_exit,
     upsample_arguments,
     upsampler_folder,
+    use_shipped_models,
 )
 from composer.cli.config_files import CONFIG_DIR
 from composer.inference.composite import check_output_depth, composite, save_composite
@@ -32,6 +33,7 @@ from decompose import load_image, load_mask
 
 
 def run(cfg: DictConfig) -> Path:
+    use_shipped_models(cfg)
     check_sampling(cfg)
     require("context", cfg.context, minimum=0)
     out = output_file(cfg.out, inputs=[cfg.image, cfg.mask], overwrite=cfg.overwrite, default_name="edit.png")

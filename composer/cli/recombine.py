@@ -27,6 +27,7 @@ from composer.cli.commands import (
     run_or_exit,
     upsample_arguments,
     upsampler_folder,
+    use_shipped_models,
 )
 from composer.cli.config_files import CONFIG_DIR
 from composer.inference.layout import Layout, LayoutClient, load_layout
@@ -114,6 +115,7 @@ def plan_prompt(cfg: DictConfig, *, max_objects: int) -> tuple[Layout, bool]:
 
 
 def run(cfg: DictConfig) -> Path:
+    use_shipped_models(cfg)
     box_energy = check_sampling(cfg)
     require("batch", cfg.batch, minimum=1, maximum=MAX_BATCH, integer=True)
     strength = strengths(cfg.strength)

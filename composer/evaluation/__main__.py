@@ -1,9 +1,9 @@
-"""`python -m composer.evaluation checkpoint=runs/default data=scenes n=64`
+"""`python -m composer.evaluation checkpoint=runs/default data=scenes n=64` (no checkpoint: the shipped model)
 
 Does the output follow the conditions? Generates from held-out sources under each condition
 alone, all together, none, a recombination and a region edit, and measures each output against
 its source (Uni-ControlNet / GLIGEN / LMD style). Writes `report.json`, `report.md` and
-`grid.png` to `out` (default: `<run dir>/evaluation`).
+`grid.png` to `out` (default: `<run dir>/evaluation`; for the shipped model `runs/zoo-composer/evaluation`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
 from composer.checks import MAX_GUIDANCE, check_writable, names, require
-from composer.cli.commands import check_sampling, load_pipeline, load_prior, run_or_exit
+from composer.cli.commands import check_sampling, load_pipeline, load_prior, run_or_exit, use_shipped_models
 from composer.cli.config_files import CONFIG_DIR
 from composer.evaluation import (
     Evaluation,
@@ -36,13 +36,18 @@ from composer.evaluation.runner import ALL
 from composer.inference.box_energy import BoxEnergy
 from composer.inference.pipeline import model_folder, resolve_precision
 from composer.scenes import SceneDataset
+from composer.zoo import shipped
 from decompose import TransformersDepth, YoloInstances
+
+SHIPPED_OUT = Path("runs/zoo-composer/evaluation")  # the shipped model's report: never inside the package
 
 
 def output_folder(cfg: DictConfig) -> Path:
     if cfg.out:
         return Path(cfg.out)
     folder = model_folder(cfg.checkpoint)
+    if folder.resolve() == shipped("composer").resolve():
+        return SHIPPED_OUT
     return (folder.parent if folder.name == "model" else folder) / "evaluation"
 
 
@@ -77,6 +82,7 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 
 def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
+    use_shipped_models(cfg)
     box_energy = check_settings(cfg)
     out = output_folder(cfg)
     check_output_folder(out, cfg.overwrite)

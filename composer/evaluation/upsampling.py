@@ -98,7 +98,7 @@ def evaluate_upsampler(model: ComposerModel, low: torch.Tensor, high: torch.Tens
             "methods": method_report(methods)}
 
 
-def base_outputs(pipe, count: int, *, steps: int, batch_size: int, seed: int) -> torch.Tensor:
+def base_outputs(pipe, count: int, *, steps: int, batch_size: int, seed: int, progress: bool = True) -> torch.Tensor:
     """The base model's outputs from all conditions of the first `count` held-out scenes at its own
     size, `[N, 3, h, w]`: what the cascade hands to the upsampler (guidance 1, as the evaluation's
     all-conditions run)."""
@@ -107,7 +107,7 @@ def base_outputs(pipe, count: int, *, steps: int, batch_size: int, seed: int) ->
 
     scenes = SceneDataset(pipe.image_size, split="val", seed=seed)
     outputs = []
-    for start in tqdm(range(0, count, batch_size), desc="base model, all conditions"):
+    for start in tqdm(range(0, count, batch_size), desc="base model, all conditions", disable=not progress):
         batch = Collate(30)([scenes[i] for i in range(start, min(start + batch_size, count))])
         generator = torch.Generator().manual_seed(seed + start)
         with torch.no_grad():

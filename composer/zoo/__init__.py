@@ -1,11 +1,15 @@
-"""In-domain perception models for the built-in scenes, trained here and shipped small
-(safetensors) inside the package, loaded through each library's real loading path.
+"""Models for the built-in scenes, trained here and shipped small (safetensors) inside the
+package, loaded through each library's real loading path: the in-domain perception models, and the
+generative models that `recombine`, `edit` and `evaluation` use when no `checkpoint=` is given.
 
     python -m composer.zoo train MODEL --out PATH   # retrain from scratch, prints its held-out accuracy
     python -m composer.zoo evaluate MODEL           # the shipped model's held-out accuracy
+    python -m composer.zoo export MODEL --path RUN --out PATH   # a trained run's model, in fp16
 
 MODEL is image_encoder, depth, yolo or prior (Composer's caption -> image-embedding prior,
-composer/models/prior.py, trained against the shipped image encoder).
+composer/models/prior.py, trained against the shipped image encoder), or composer (the base model,
+`python train.py experiment=shipped`) or upsampler (the cascade's 32 -> 128 px stage,
+`python train.py experiment=upsampler`), which train.py trains and `export` ships.
 
 `shipped(name)` is the folder of a shipped model.
 """
@@ -21,7 +25,7 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 # name -> what is shipped under weights/: transformers folders, the YOLO as one safetensors file
 MODELS = {"image_encoder": "scenes-clip-vision", "depth": "scenes-depth-anything",
           "yolo": "scenes-yolov8-seg.safetensors",
-          "prior": "scenes-prior"}
+          "prior": "scenes-prior", "composer": "scenes-composer", "upsampler": "scenes-upsampler"}
 
 
 def shipped(name: str) -> Path:

@@ -1,5 +1,6 @@
-"""`python -m composer.zoo train|evaluate MODEL [...]`: retrain a zoo model from scratch, or measure
-one (the shipped one by default) on held-out scenes. Prints JSON."""
+"""`python -m composer.zoo train|evaluate|export MODEL [...]`: retrain a zoo model from scratch,
+measure one (the shipped one by default) on held-out scenes, or ship a trained run's base model or
+upsampler in fp16. Prints JSON."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from pathlib import Path
 
 from composer.checks import check_writable
 from composer.zoo import MODELS, shipped
+from composer.zoo.generative import TRAINING
 
 HELD_OUT = 64  # held-out scenes for retrieval and depth
 HELD_OUT_YOLO = 256  # YOLO's mAP needs more objects to be stable
 DEFAULTS = {"image_encoder": dict(steps=600, scenes=8192, batch=256),
             "depth": dict(steps=2000, scenes=8192, batch=32),
             "yolo": dict(steps=40, scenes=4096, batch=64),  # yolo: steps are epochs
-            "prior": dict(steps=600, scenes=8192, batch=256)}
+            "prior": dict(steps=600, scenes=8192, batch=256),
+            # train.py trains these two; `scenes` is the size of the quick check's fixed set
+            "composer": dict(scenes=16), "upsampler": dict(scenes=16)}
 
 
 def size_mb(path: Path) -> float:
@@ -111,15 +115,42 @@ def check_out(model: str, out: Path | None, overwrite: bool) -> None:
     check_writable(out, "--out")
 
 
-RUNNERS = {"image_encoder": image_encoder, "depth": depth, "yolo": yolo, "prior": prior}
+def base_model(args, out: Path | None, path: Path | None) -> dict:
+    from composer.evaluation.shipped import base_fidelity
+
+    return base_fidelity(path, count=args.scenes, seed=args.seed)
+
+
+def upsampler_model(args, out: Path | None, path: Path | None) -> dict:
+    from composer.evaluation.shipped import upsampler_fidelity
+
+    return upsampler_fidelity(path, count=args.scenes, seed=args.seed)
+
+
+RUNNERS = {"image_encoder": image_encoder, "depth": depth, "yolo": yolo, "prior": prior, "composer": base_model,
+           "upsampler": upsampler_model}
+
+
+def export(args) -> dict:
+    """`export MODEL --path RUN --out PATH`: the run's model folder with its weights in fp16."""
+    from composer.zoo.generative import export_half
+
+    if args.model not in TRAINING:
+        raise ValueError(f"export ships a model train.py trains ({', '.join(TRAINING)}); {args.model} is saved by "
+                         "python -m composer.zoo train")
+    if args.path is None or args.out is None:
+        raise ValueError(f"export needs --path (the run or model folder {TRAINING[args.model]} wrote) and --out")
+    check_out(args.model, args.out, args.overwrite)
+    out = export_half(args.path, args.out, upsampler=args.model == "upsampler")
+    return {"model": args.model, "path": str(out), "size_mb": size_mb(out), "from": str(args.path)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m composer.zoo", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["train", "evaluate"])
+    parser.add_argument("action", choices=["train", "evaluate", "export"])
     parser.add_argument("model", choices=sorted(MODELS))
     parser.add_argument("--out", type=Path, help="train: where to write (must not exist unless --overwrite)")
-    parser.add_argument("--path", type=Path, help="evaluate: a model (default: the shipped one)")
+    parser.add_argument("--path", type=Path, help="evaluate: a model (default: the shipped one); export: the run")
     parser.add_argument("--steps", type=int, help="training steps (epochs for yolo); default per model")
     parser.add_argument("--scenes", type=int, help="training scenes; default per model")
     parser.add_argument("--batch", type=int, help="default per model")
@@ -135,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be at least 1, got {value}")
     if args.size < 8:
         parser.error(f"--size must be at least 8 pixels, got {args.size}")
+    if args.action == "export" or args.action == "train" and args.model in TRAINING:
+        if args.action == "train":
+            parser.error(f"{args.model} is trained by {TRAINING[args.model]}; then python -m composer.zoo export "
+                         f"{args.model} --path RUN --out PATH ships it")
+        try:
+            report = export(args)
+        except ValueError as error:
+            parser.error(str(error))
+        print(json.dumps(report, indent=2))
+        return 0
     out = path = None
     if args.action == "train":
         out = args.out
