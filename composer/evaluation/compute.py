@@ -47,14 +47,21 @@ def main_numbers(report: dict) -> dict[str, tuple[float, bool]]:
     return numbers
 
 
+def measures(rows: dict[str, tuple[float, dict]]) -> dict[str, bool]:
+    """Every measure some run of `{name: (minutes, numbers)}` has, in order, with whether higher is better."""
+    found = {}
+    for _, numbers in rows.values():
+        for measure, (_, higher) in numbers.items():
+            found.setdefault(measure, higher)
+    return found
+
+
 def table(rows: dict[str, tuple[float, dict]]) -> str:
     """`{name: (minutes, numbers)}` -> a markdown table, one column per run."""
     names = list(rows)
-    measures = list(dict.fromkeys(measure for _, numbers in rows.values() for measure in numbers))
     lines = ["| measure | " + " | ".join(f"{name} ({rows[name][0]:g} min)" for name in names) + " |",
              "| --- |" + " ---: |" * len(names)]
-    for measure in measures:
-        higher = next(numbers[measure][1] for _, numbers in rows.values() if measure in numbers)
+    for measure, higher in measures(rows).items():
         cells = [f"{rows[name][1][measure][0]:.3f}" if measure in rows[name][1] else "-" for name in names]
         lines.append(f"| {measure} {'↑' if higher else '↓'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -67,21 +74,20 @@ def plot(rows: dict[str, tuple[float, dict]], path: Path) -> None:
     matplotlib.use("Agg")  # files only
     import matplotlib.pyplot as plt
 
-    measures = list(dict.fromkeys(measure for _, numbers in rows.values() for measure in numbers))
-    columns = min(4, len(measures))
-    lines = math.ceil(len(measures) / columns)
+    found = measures(rows)
+    columns = min(4, len(found))
+    lines = math.ceil(len(found) / columns)
     figure, axes = plt.subplots(lines, columns, figsize=(3.0 * columns, 2.3 * lines), squeeze=False)
     ordered = sorted(rows.items(), key=lambda item: item[1][0])
-    for axis, measure in zip(axes.flat, measures, strict=False):
+    for axis, (measure, higher) in zip(axes.flat, found.items(), strict=False):
         points = [(minutes, numbers[measure][0], name) for name, (minutes, numbers) in ordered if measure in numbers]
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o")
         for minutes, value, name in points:
             axis.annotate(name, (minutes, value), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        higher = next(numbers[measure][1] for _, numbers in rows.values() if measure in numbers)
         axis.set_title(f"{measure} {'↑' if higher else '↓'}", fontsize=8)
         axis.set_xlabel("training minutes", fontsize=7)
         axis.tick_params(labelsize=6)
-    for axis in list(axes.flat)[len(measures):]:
+    for axis in list(axes.flat)[len(found):]:
         axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
