@@ -14,13 +14,13 @@ from decompose import ExtractorInputs, LowResolution, NoisyLowResolution, noise_
 SPEC = ConditionSpec("low_res", "low_res", channels=3)
 
 
-def upsampler(*, perturbed: bool, residual: bool = False) -> ComposerModel:
+def upsampler(*, perturbed: bool, residual: bool = False, residual_scale: float = 1.0) -> ComposerModel:
     """A tiny pixel-space upsampler at 32 px without attention; `perturbed`: its zero-initialised
     parts moved, as training moves them."""
     torch.manual_seed(0)
     config = tiny_unet_config(sample_size=32, block_out_channels=(16, 32), attention_levels=0)
     model = ComposerModel(conditions=[SPEC.to_dict()], unet_config=config, local_width=8, global_tokens=0,
-                          local_injection="input", residual=residual)
+                          local_injection="input", residual=residual, residual_scale=residual_scale)
     if perturbed:
         with torch.no_grad():
             for parameter in model.parameters():
@@ -142,6 +142,20 @@ def test_a_residual_upsamplers_loss_is_the_plain_loss_on_the_image_minus_its_est
     expected = objective(plain, shifted, inputs, generator=torch.Generator().manual_seed(0), keep=keep)
     assert torch.allclose(loss, expected) and loss != objective(plain, images, inputs, keep=keep,
                                                                 generator=torch.Generator().manual_seed(0))
+
+
+def test_a_scaled_residual_is_the_residual_times_its_scale_and_sampling_undoes_it():
+    scaled, unscaled = upsampler(perturbed=True, residual=True, residual_scale=4.0), _residual_pair()[0]
+    image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    inputs = {"low_res": LowResInput(image, torch.full((2,), 0.1))}
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    x0 = scaled.encode(images, inputs=inputs)
+    assert torch.allclose(x0, 4 * unscaled.encode(images, inputs=inputs), atol=1e-6)
+    assert torch.allclose(scaled.add_x0_base(x0, inputs), images * 2 - 1, atol=1e-6)  # the image's x0 again
+    # x0 is clipped to the same pixel range at every scale.
+    assert scaled.scheduler_config["clip_sample_range"] == 4.0 and unscaled.scheduler_config["clip_sample_range"] == 1
+    with pytest.raises(ValueError, match="residual_scale must be > 0, got 0"):
+        upsampler(perturbed=False, residual=True, residual_scale=0)
 
 
 def test_residual_needs_a_pixel_model_with_a_low_res_condition():

@@ -90,9 +90,7 @@ def guided_sample(model, inputs: Mapping[str, object], keep_c2: Mapping[str, tor
     hooks += [StepCallback(callback)] if callback is not None else []
     sample = denoising_loop(model, sample, early, scheduler=scheduler, predict=TwoSubsetGuidance(guidance), hooks=hooks,
                             generator=generator, progress=progress)
-    base = model.x0_base(inputs, (height, width))
-    if base is not None:  # a residual model's x0 is the image minus the estimate from its input
-        sample = sample + base
+    sample = model.add_x0_base(sample, inputs)  # a residual model's x0 is relative to its input's estimate
     return model.decode(sample) if decode else sample
 
 
