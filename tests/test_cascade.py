@@ -70,6 +70,7 @@ def test_upsample_without_an_upsampler_and_a_base_model_as_upsampler_are_errors(
 
 @pytest.mark.parametrize(("settings", "message"), [({"level": 1.0}, "upsample_level"),
                                                    ({"steps": 0}, "upsample_steps"),
+                                                   ({"samples": 0}, "upsample_samples"),
                                                    ({"factor": 2.5}, "factor")])
 def test_bad_upsample_settings_are_one_line_errors(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -87,6 +88,18 @@ def test_a_known_region_is_kept_at_the_upsamplers_size(cascade):
     assert (out[0][:, outside] - photo[0][:, outside]).abs().max() < 1e-5
     assert (out[0][:, ~outside] - photo[0][:, ~outside]).abs().max() > 0.05
 
+
+
+def test_the_upsampler_averages_its_samples_of_each_image(cascade):
+    low = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    averaged = upsample_images(cascade.upsampler, low, UpsampleSettings(steps=2, samples=3),
+                               generator=torch.Generator().manual_seed(0))
+    # The same draw, one sample per row: three copies of both images, copy k of image b at row 2k + b.
+    single = upsample_images(cascade.upsampler, low.repeat(3, 1, 1, 1), UpsampleSettings(steps=2, samples=1),
+                             generator=torch.Generator().manual_seed(0))
+    assert averaged.shape == (2, 3, 128, 128)
+    assert (single[0] - single[2]).abs().max() > 1e-3  # the samples differ: their mean is not one of them
+    assert torch.allclose(averaged, single.unflatten(0, (3, 2)).mean(0), atol=1e-6)
 
 def test_recombine_upsamples_on_request(trained, trained_upsampler, scene_file, tmp_path):
     common = [f"checkpoint={trained}", f"sketch={scene_file}", f"color={scene_file}", "caption=a red circle",
@@ -129,7 +142,8 @@ def test_edit_upsampled_keeps_every_pixel_outside_the_mask(trained, trained_upsa
 def _evaluate_upsampler(path, capsys, *extra):
     from composer.evaluation.upsampling import main
 
-    main(["--upsampler", str(path), "--n", "3", "--steps", "2", "--batch-size", "2", *extra])
+    main(["--upsampler", str(path), "--n", "3", "--steps", "2", "--upsample-steps", "2", "--samples", "2",
+          "--batch-size", "2", *extra])
     return json.loads(capsys.readouterr().out)
 
 

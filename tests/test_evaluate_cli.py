@@ -114,3 +114,25 @@ def test_evaluate_never_overwrites_a_report_and_checks_numbers(trained, tmp_path
                      f"out={tmp_path / 'other'}")
     assert result.returncode == 2
     assert "error: planned_negative names ['captoin'], which this model lacks" in result.stderr
+
+
+def test_evaluate_with_upsample_measures_the_cascade_against_128_px_renders(trained, trained_upsampler, tmp_path):
+    out = tmp_path / "evaluation"
+    result = _evaluate(f"checkpoint={trained}", "n=2", "batch=2", "steps=2", "grid_count=0", "sweep=[]",
+                       "prior.use=false", f"out={out}", "parser.steps=2", "parser.scenes=8",
+                       f"parser.cache={tmp_path / 'cache'}", "upsample=true", f"upsampler={trained_upsampler}",
+                       "upsample_steps=2", "upsample_samples=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"the cascade at 128 px with {trained_upsampler}" in result.stderr
+    cascade = json.loads((out / "report.json").read_text())["cascade"]
+    assert (cascade["size"], cascade["steps"], cascade["samples"]) == (128, 2, 2)
+    methods = cascade["methods"]
+    assert set(methods) == {"true render", "bicubic", f"upsampler@{cascade['level']}"}
+    assert methods["true render"]["psnr"]["mean"] == 100  # the ground truth against itself
+    assert 0 < methods["bicubic"]["psnr"]["mean"] < 100 and 0 <= methods["bicubic"]["foreground_iou"]["mean"] <= 1
+    upsampled = methods[f"upsampler@{cascade['level']}"]
+    paired = upsampled["psnr"]["mean"] - methods["bicubic"]["psnr"]["mean"]  # same scenes: the difference of means
+    assert abs(upsampled["psnr_minus_bicubic"]["mean"] - paired) < 1e-3
+    assert "## The cascade: all-conditions outputs enlarged to 128 px" in (out / "report.md").read_text()
+    bad = _evaluate(f"checkpoint={trained}", "upsample=true", "upsample_samples=0", f"out={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and "upsample_samples" in bad.stderr and not (tmp_path / "bad").exists()

@@ -69,12 +69,18 @@ def upsampler_folder(cfg: DictConfig) -> str | None:
 
 
 def upsample_arguments(cfg: DictConfig) -> dict:
-    """The pipeline's cascade arguments from an app's `upsample`, `upsample_level`, `upsample_steps`."""
+    """The pipeline's cascade arguments from an app's `upsample`, `upsample_level`, `upsample_steps`,
+    `upsample_samples` (unset: the cascade's defaults)."""
+    from composer.inference.cascade import UpsampleSettings
+
+    defaults = UpsampleSettings()
     if cfg.get("upsample_level") is not None:
         require("upsample_level", cfg.upsample_level, minimum=0, maximum=0.999)
-    require("upsample_steps", cfg.get("upsample_steps", 25), minimum=1, integer=True)
+    steps, samples = cfg.get("upsample_steps", defaults.steps), cfg.get("upsample_samples", defaults.samples)
+    require("upsample_steps", steps, minimum=1, integer=True)
+    require("upsample_samples", samples, minimum=1, integer=True)
     return {"upsample": bool(cfg.get("upsample")), "upsample_level": cfg.get("upsample_level"),
-            "upsample_steps": cfg.get("upsample_steps", 25)}
+            "upsample_steps": steps, "upsample_samples": samples}
 
 
 # --- numbers ------------------------------------------------------------------------------------

@@ -20,7 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import IterableDataset
 
 from composer.checks import MAX_GUIDANCE, check_writable, names, require
-from composer.cli.commands import check_sampling, load_pipeline, load_prior, run_or_exit, use_shipped_models
+from composer.cli.commands import (
+    check_sampling,
+    load_pipeline,
+    load_prior,
+    run_or_exit,
+    upsample_arguments,
+    use_shipped_models,
+)
 from composer.cli.config_files import CONFIG_DIR
 from composer.evaluation import (
     Evaluation,
@@ -101,21 +108,49 @@ def run(cfg: DictConfig) -> Path:
     evaluation = Evaluation(pipe, build_reader(cfg, pipe, parser, metrics), evaluation_settings(cfg, pipe, box_energy),
                             cfg.data.max_objects, metrics=metrics)
     result = evaluation(samples)
+    cascade = cascade_report(cfg, pipe, result, dataset)
 
     record = {key: value for key, value in OmegaConf.to_container(cfg, resolve=True).items() if key != "data"}
     record.update(data=type(dataset).__name__, size=size, seconds=time.perf_counter() - started,
                   reader="scene parser" if parser is not None else "extractors")
     frechet = in_domain_frechet(result.images, parser.embed) if parser is not None and cfg.n >= 4 else None
     summary = summarize(result, record, metrics, image_quality(cfg, result) or None, frechet=frechet)
+    if cascade is not None:
+        summary["cascade"] = cascade
     command = "python -m composer.evaluation " + " ".join(shlex.quote(argument) for argument in sys.argv[1:])
     paths = write_report(summary, result.grid, out, command)
     print_verdict(summary)
     return paths["markdown"]
 
 
+def cascade_report(cfg: DictConfig, pipe, result, dataset) -> dict | None:
+    """With `upsample`: the all-conditions outputs upsampled by the cascade's second stage and by
+    bicubic, against the held-out scenes rendered at the upsampler's size (PSNR, sketch edge F1,
+    foreground IoU read by a scene parser at that size; `composer.evaluation.upsampling`)."""
+    if not cfg.upsample:
+        return None
+    from composer.evaluation.upsampling import evaluate_cascade
+
+    if not isinstance(dataset, SceneDataset):
+        raise ValueError("upsample=true measures the cascade on the built-in scenes (data=scenes), whose renders at "
+                         f"the upsampler's size are the ground truth; this data is {type(dataset).__name__}")
+    pipe.use_upsampler(cfg.upsampler)
+    chosen = upsample_arguments(cfg)
+    settings = pipe.upsampling(True, level=chosen["upsample_level"], steps=chosen["upsample_steps"],
+                               samples=chosen["upsample_samples"])
+    large = pipe.image_size * settings.factor
+    reader = cached_scene_parser(large, cfg.parser.cache, cfg.parser.steps, scenes=cfg.parser.scenes).to(pipe.device)
+    print(f"upsample: the cascade at {large} px with {cfg.upsampler}", file=sys.stderr)
+    methods = evaluate_cascade(pipe, result.images[ALL], parser=reader.eval(), levels=[settings.level],
+                               sampling=settings, batch_size=cfg.batch, seed=cfg.seed)
+    return {"size": large, "upsampler": str(cfg.upsampler), "level": settings.level, "steps": settings.steps,
+            "samples": settings.samples, "methods": methods}
+
+
 def check_settings(cfg: DictConfig) -> BoxEnergy | None:
     """The numbers a user typed, before any work; returns the box-energy guidance asked for."""
     box_energy = check_sampling(cfg)
+    upsample_arguments(cfg)  # the cascade's settings, checked before the evaluation's 10 minutes
     require("guidance_all", cfg.guidance_all, minimum=0, maximum=MAX_GUIDANCE)
     require("n", cfg.n, minimum=2, integer=True)  # the other-scene baseline needs two sources
     require("batch", cfg.batch, minimum=2, integer=True)

@@ -26,14 +26,16 @@ def base_fidelity(path: Path, *, count: int = 16, steps: int = 25, seed: int = 0
             "size": pipe.image_size, "steps": steps}
 
 
-def upsampler_fidelity(path: Path, *, count: int = 16, steps: int = 25, seed: int = 0) -> dict:
+def upsampler_fidelity(path: Path, *, count: int = 16, seed: int = 0) -> dict:
     """The upsampler on true 32 px renders of the first `count` held-out scenes at its own
-    sampling level, against bicubic: PSNR and sketch edge F1 to the 128 px render."""
+    sampling settings (level, steps, samples), against bicubic: PSNR and sketch edge F1 to the
+    128 px render."""
     model, settings = load_upsampler(path)
     low, high = scene_pairs(count, low_size=32, factor=settings.factor, seed=seed)
-    report = evaluate_upsampler(model, low, high, levels=[settings.level], steps=steps, batch_size=count, seed=seed)
+    report = evaluate_upsampler(model, low, high, levels=[settings.level], sampling=settings, batch_size=count,
+                                seed=seed)
     methods = report["methods"]
     upsampler = methods[f"upsampler@{settings.level}"]
     return {"psnr": upsampler["psnr"]["mean"], "bicubic_psnr": methods["bicubic"]["psnr"]["mean"],
             "edge_f1": upsampler["edge_f1"]["mean"], "bicubic_edge_f1": methods["bicubic"]["edge_f1"]["mean"],
-            "level": settings.level, "held_out_scenes": count, "steps": steps}
+            "level": settings.level, "held_out_scenes": count, "steps": settings.steps, "samples": settings.samples}

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -83,19 +84,21 @@ def upsample_batched(model: ComposerModel, low: torch.Tensor, settings: Upsample
 
 
 def evaluate_upsampler(model: ComposerModel, low: torch.Tensor, high: torch.Tensor, *, levels: list[float],
-                       steps: int = 25, batch_size: int = 16, seed: int = 0) -> dict:
-    """Bicubic, nearest and the upsampler at each noise level in `levels`, against `high`."""
+                       sampling: UpsampleSettings | None = None, batch_size: int = 16, seed: int = 0) -> dict:
+    """Bicubic, nearest and the upsampler at each noise level in `levels` (its steps and samples
+    from `sampling`; None: the defaults), against `high`."""
+    sampling = sampling or UpsampleSettings()
     factor = high.shape[-1] // low.shape[-1]
     sketch = ClassicalSketch()
     methods = {"bicubic": fidelity(bicubic(low, factor), high, sketch),
                "nearest": fidelity(F.interpolate(low, scale_factor=factor, mode="nearest"), high, sketch)}
     with torch.inference_mode():
         for level in levels:
-            settings = UpsampleSettings(factor=factor, level=level, steps=steps)
+            settings = replace(sampling, factor=factor, level=level)
             outputs = upsample_batched(model, low, settings, batch_size=batch_size, seed=seed)
             methods[f"upsampler@{level}"] = fidelity(outputs, high, sketch)
-    return {"scenes": len(low), "low_size": low.shape[-1], "size": high.shape[-1], "steps": steps,
-            "methods": method_report(methods)}
+    return {"scenes": len(low), "low_size": low.shape[-1], "size": high.shape[-1], "upsample_steps": sampling.steps,
+            "upsample_samples": sampling.samples, "methods": method_report(methods)}
 
 
 def base_outputs(pipe, count: int, *, steps: int, batch_size: int, seed: int, progress: bool = True) -> torch.Tensor:
@@ -125,8 +128,8 @@ def foreground_iou(images: torch.Tensor, masks: list[torch.Tensor], parser) -> t
     return mask_iou((classes.cpu() > 0)[:, None], union[:, None])[:, 0]
 
 
-def evaluate_cascade(pipe, low_outputs: torch.Tensor, *, parser, levels: list[float], steps: int, batch_size: int,
-                     seed: int) -> dict:
+def evaluate_cascade(pipe, low_outputs: torch.Tensor, *, parser, levels: list[float], sampling: UpsampleSettings,
+                     batch_size: int, seed: int) -> dict:
     """The base model's outputs enlarged by bicubic and by the upsampler, against the true large
     renders: PSNR, sketch edge F1 and foreground IoU (the true large render's reading: the ceiling)."""
     factor = pipe.upsample_settings.factor
@@ -143,14 +146,14 @@ def evaluate_cascade(pipe, low_outputs: torch.Tensor, *, parser, levels: list[fl
     methods = {"true render": scores(high), "bicubic": scores(bicubic(low_outputs, factor))}
     with torch.inference_mode():
         for level in levels:
-            settings = UpsampleSettings(factor=factor, level=level, steps=steps)
+            settings = replace(sampling, factor=factor, level=level)
             methods[f"upsampler@{level}"] = scores(upsample_batched(pipe.upsampler, low_outputs, settings,
                                                                     batch_size=batch_size, seed=seed))
     return method_report(methods)
 
 
-def comparison_grid(model: ComposerModel, low: torch.Tensor, high: torch.Tensor, *, levels: list[float], steps: int,
-                    seed: int):
+def comparison_grid(model: ComposerModel, low: torch.Tensor, high: torch.Tensor, *, levels: list[float],
+                    sampling: UpsampleSettings, seed: int):
     """A PIL grid: per row, the 32 px render (nearest), bicubic, the upsampler at each level, the truth."""
     from composer.inference.grids import grid_image
 
@@ -158,7 +161,7 @@ def comparison_grid(model: ComposerModel, low: torch.Tensor, high: torch.Tensor,
     rows = {"32 px input": F.interpolate(low, scale_factor=factor, mode="nearest"), "bicubic": bicubic(low, factor)}
     with torch.inference_mode():
         for level in levels:
-            settings = UpsampleSettings(factor=factor, level=level, steps=steps)
+            settings = replace(sampling, factor=factor, level=level)
             rows[f"upsampler, level {level}"] = upsample_batched(model, low, settings, batch_size=len(low), seed=seed)
     rows["128 px render"] = high
     return grid_image(rows, tile=high.shape[-1])
@@ -172,7 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=64, help="held-out scenes (default 64)")
     parser.add_argument("--levels", type=float, nargs="+", help="noise levels of the low-res image (default: the "
                         "upsampler's sample_level)")
-    parser.add_argument("--steps", type=int, default=25, help="DDIM steps of each model (default 25)")
+    parser.add_argument("--steps", type=int, default=25, help="DDIM steps of the base model (--base; default 25)")
+    parser.add_argument("--upsample-steps", type=int, default=UpsampleSettings.steps,
+                        help=f"DDIM steps of each upsampler sample (default {UpsampleSettings.steps})")
+    parser.add_argument("--samples", type=int, default=UpsampleSettings.samples,
+                        help=f"upsampler samples averaged per image (default {UpsampleSettings.samples})")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", help="also write a PNG of the first 4 scenes: 32 px, bicubic, the upsampler, truth")
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parser-scenes", type=int, default=2048, help="the scene parser's training scenes (--base)")
     args = parser.parse_args(argv)
     for name, value in (("--n", args.n), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--upsample-steps", args.upsample_steps), ("--samples", args.samples),
                         ("--parser-steps", args.parser_steps), ("--parser-scenes", args.parser_scenes)):
         if value < 1:
             parser.error(f"{name} must be >= 1, got {value}")
@@ -189,13 +197,14 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--levels must be in [0, 1), got {level}")
     model, settings = load_upsampler(args.upsampler)
     args.levels = args.levels or [settings.level]
+    sampling = replace(settings, steps=args.upsample_steps, samples=args.samples)
     report = {"upsampler": str(args.upsampler)}
     if args.base is None:
         low, high = scene_pairs(args.n, low_size=32, factor=settings.factor, seed=args.seed)
-        report.update(evaluate_upsampler(model, low, high, levels=args.levels, steps=args.steps,
+        report.update(evaluate_upsampler(model, low, high, levels=args.levels, sampling=sampling,
                                          batch_size=args.batch_size, seed=args.seed))
         if args.grid:
-            grid = comparison_grid(model, low[:4], high[:4], levels=args.levels, steps=args.steps, seed=args.seed)
+            grid = comparison_grid(model, low[:4], high[:4], levels=args.levels, sampling=sampling, seed=args.seed)
             grid.save(args.grid)
     else:
         from composer.inference.pipeline import ComposerPipeline
@@ -206,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         reader = cached_scene_parser(pipe.image_size * settings.factor, args.parser_cache, args.parser_steps,
                                      scenes=args.parser_scenes).eval()
         report.update(base=str(args.base), scenes=args.n, size=pipe.image_size * settings.factor, steps=args.steps,
-                      cascade=evaluate_cascade(pipe, outputs, parser=reader, levels=args.levels, steps=args.steps,
+                      upsample_steps=sampling.steps, upsample_samples=sampling.samples,
+                      cascade=evaluate_cascade(pipe, outputs, parser=reader, levels=args.levels, sampling=sampling,
                                                batch_size=args.batch_size, seed=args.seed))
     json.dump(report, sys.stdout, indent=1)
     print()
