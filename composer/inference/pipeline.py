@@ -523,7 +523,7 @@ class ComposerPipeline(DiffusionPipeline):
                 `sample_level`).
             upsample_steps: the upsampler's DDIM steps per sample (default 4).
             upsample_samples: how many upsampler samples are averaged into each output (default 4;
-                1 = a single sample: sharper texture, 2 dB lower PSNR, docs/cascade.md).
+                1 = a single sample, 2 dB lower PSNR on the held-out scenes, docs/cascade.md).
             **per_condition: a condition's input by its name, as images or files (`sketch=image`)
                 or, for the text condition, a caption (`caption="a red star"`):
                 `images={"sketch": image}, captions=[...]` written per condition.
